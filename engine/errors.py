@@ -1,0 +1,32 @@
+"""Recognising ccxt's exception classes by name, so engine/ never imports ccxt (the simulator raises the same)."""
+
+from __future__ import annotations
+
+TRANSIENT = ("DDoSProtection", "RateLimitExceeded", "ExchangeNotAvailable", "OnMaintenance")
+
+
+def is_error(exc: BaseException, *names: str) -> bool:
+    """True if ``exc`` is an instance of a class with one of these names (ccxt's hierarchy, by MRO)."""
+    return any(cls.__name__ in names for cls in type(exc).__mro__)
+
+
+def is_timeout(exc: BaseException) -> bool:
+    """A request whose outcome is unknown: it may have reached the exchange."""
+    return is_error(exc, "RequestTimeout")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Rejected before acting (rate limit, maintenance): safe to resend with the same client order id."""
+    return is_error(exc, *TRANSIENT)
+
+
+def is_order_not_found(exc: BaseException) -> bool:
+    return is_error(exc, "OrderNotFound")
+
+
+def describe(exc: BaseException) -> str:
+    """One line for results and alerts: class name and message, trimmed."""
+    text = str(exc).strip().replace("\n", " ")
+    if len(text) > 300:
+        text = text[:297] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

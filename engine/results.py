@@ -1,0 +1,127 @@
+"""Execution records: one result per account, a summary per signal, running stats."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+SUCCESS = "success"
+SKIPPED = "skipped"
+FAILED = "failed"
+
+
+@dataclass(slots=True, kw_only=True)
+class AccountResult:
+    """What happened on one account for one signal.
+
+    status: success | skipped (a rule said no; nothing sent) | failed (an exchange call failed).
+    reason: why it was skipped or failed; warnings such as a missing take-profit on success.
+    closed: True when the entry filled but the stop could not be placed, so the position was closed at market.
+    """
+
+    account: str
+    signal_id: str
+    symbol: str
+    side: str
+    status: str
+    reason: str = ""
+    margin: float = 0.0
+    notional: float = 0.0
+    quantity: float = 0.0
+    leverage: int = 0
+    fill_price: float | None = None
+    entry_order_id: str | None = None
+    stop_loss_order_id: str | None = None
+    take_profit_order_id: str | None = None
+    stop_loss: float | None = None
+    take_profit: float | None = None
+    liquidation_price: float | None = None
+    fee: float = 0.0
+    closed: bool = False
+    time: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == SUCCESS
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(slots=True, kw_only=True)
+class SignalSummary:
+    """Totals over all accounts for one signal (x/y succeeded, margin, notional, quantity)."""
+
+    signal_id: str
+    symbol: str
+    side: str
+    results: list[AccountResult]
+
+    @property
+    def succeeded(self) -> int:
+        return sum(1 for r in self.results if r.ok)
+
+    @property
+    def total(self) -> int:
+        return len(self.results)
+
+    @property
+    def total_margin(self) -> float:
+        return sum(r.margin for r in self.results if r.ok)
+
+    @property
+    def total_notional(self) -> float:
+        return sum(r.notional for r in self.results if r.ok)
+
+    @property
+    def total_quantity(self) -> float:
+        return sum(r.quantity for r in self.results if r.ok)
+
+    def to_dict(self) -> dict:
+        return {
+            "signal_id": self.signal_id,
+            "symbol": self.symbol,
+            "side": self.side,
+            "succeeded": self.succeeded,
+            "total": self.total,
+            "total_margin": round(self.total_margin, 8),
+            "total_notional": round(self.total_notional, 8),
+            "total_quantity": round(self.total_quantity, 12),
+            "accounts": [r.to_dict() for r in self.results],
+        }
+
+
+@dataclass(slots=True)
+class ExecutionStats:
+    """Running counters kept by the executor: signals seen, account trades attempted, successes, failures, skips."""
+
+    signals: int = 0
+    trades: int = 0
+    successes: int = 0
+    failures: int = 0
+    skipped: int = 0
+    per_account: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def record(self, result: AccountResult) -> None:
+        row = self.per_account.setdefault(result.account, {"trades": 0, "successes": 0, "failures": 0, "skipped": 0})
+        if result.status == SKIPPED:
+            self.skipped += 1
+            row["skipped"] += 1
+            return
+        self.trades += 1
+        row["trades"] += 1
+        if result.ok:
+            self.successes += 1
+            row["successes"] += 1
+        else:
+            self.failures += 1
+            row["failures"] += 1
+
+    def to_dict(self) -> dict:
+        return {
+            "signals": self.signals,
+            "trades": self.trades,
+            "successes": self.successes,
+            "failures": self.failures,
+            "skipped": self.skipped,
+            "per_account": self.per_account,
+        }
