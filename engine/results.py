@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 SUCCESS = "success"
@@ -66,15 +67,15 @@ class SignalSummary:
 
     @property
     def total_margin(self) -> float:
-        return sum(r.margin for r in self.results if r.ok)
+        return round(math.fsum(r.margin for r in self.results if r.ok), 10)
 
     @property
     def total_notional(self) -> float:
-        return sum(r.notional for r in self.results if r.ok)
+        return round(math.fsum(r.notional for r in self.results if r.ok), 10)
 
     @property
     def total_quantity(self) -> float:
-        return sum(r.quantity for r in self.results if r.ok)
+        return round(math.fsum(r.quantity for r in self.results if r.ok), 12)
 
     def to_dict(self) -> dict:
         return {

@@ -1,0 +1,1 @@
+"""The simulated Binance USDⓈ-M exchange, candle replay, the backtest runner and paper fills."""

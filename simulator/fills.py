@@ -1,0 +1,74 @@
+"""Fill rules of the simulator — the one list of assumptions (each bullet has a test in tests/simulator/).
+
+1. Market orders fill at the venue's current price: in a backtest, the **open of the first candle whose open
+   time ≥ the signal time**; in paper mode, the last traded price. Optional slippage (``slippage_bps``) moves
+   every market fill (entries, stop-market, take-profit-market, closes) against the trader.
+2. Stops, targets and liquidations are checked from the entry candle on (the entry candle's high and low count).
+3. A candle that **opens beyond a level fills at its open** (a gap): a stop fills at the worse open price, a
+   target at the better open price.
+4. Inside one candle the price is assumed to go **open → adverse extreme → favourable extreme → close**: a long
+   meets levels below the open first, a short levels above it. So when a stop and a target both lie inside one
+   candle **the stop is assumed first** — unless candles of a finer timeframe are supplied (e.g. 1m under 1h),
+   which then decide the order, candle by candle with this same rule.
+5. **Liquidation** (isolated margin): the position is liquidated when its liquidation price — Binance's isolated
+   formula with the maintenance-margin rate and ``cum`` of its notional's bracket — is crossed before its stop.
+   With a stop inside the liquidation price this happens only on a gap past both (the open is beyond the
+   liquidation price), in which case liquidation wins; a stop placed beyond the liquidation price is never
+   reached. A liquidation loses the position's whole isolated margin; the exit price reported is the
+   liquidation price.
+6. Fees: taker (default 0.05%) on every market and trigger fill, charged on the fill's notional; maker (0.02%)
+   applies to resting limit orders, which the engine does not send. Funding is not simulated.
+7. Candle prices stand in for the mark price (``workingType`` MARK_PRICE and CONTRACT_PRICE behave alike).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+LIQUIDATION = "liquidation"
+STOP_LOSS = "stop_loss"
+TAKE_PROFIT = "take_profit"
+_GAP_PRIORITY = {LIQUIDATION: 0, STOP_LOSS: 1, TAKE_PROFIT: 2}
+
+
+@dataclass(frozen=True, slots=True)
+class Level:
+    """A price that ends a position when crossed: ``down`` triggers at price ≤ level, ``up`` at price ≥ level."""
+
+    kind: str
+    price: float
+    down: bool
+    order_id: str | None = None
+
+
+def levels_for(long: bool, *, stop_loss: list[tuple[float, str]], take_profit: list[tuple[float, str]],
+               liquidation: float | None) -> list[Level]:
+    """Levels of one position: stops and the liquidation on the adverse side, targets on the favourable side."""
+    out = [Level(STOP_LOSS, p, long, oid) for p, oid in stop_loss]
+    out += [Level(TAKE_PROFIT, p, not long, oid) for p, oid in take_profit]
+    if liquidation is not None and liquidation > 0:
+        out.append(Level(LIQUIDATION, liquidation, long))
+    return out
+
+
+def first_hit(long: bool, levels: list[Level], o: float, h: float, low: float) -> tuple[Level, float] | None:
+    """The first level one candle reaches (rules 3–5) and the fill price, or None."""
+    gapped = [lv for lv in levels if (o <= lv.price if lv.down else o >= lv.price)]
+    if gapped:
+        lv = min(gapped, key=lambda x: _GAP_PRIORITY[x.kind])
+        return lv, (lv.price if lv.kind == LIQUIDATION else o)
+    down = sorted((lv for lv in levels if lv.down and low <= lv.price), key=lambda x: -x.price)
+    up = sorted((lv for lv in levels if not lv.down and h >= lv.price), key=lambda x: x.price)
+    path = down + up if long else up + down  # adverse side first
+    if not path:
+        return None
+    lv = path[0]
+    return lv, lv.price
+
+
+def slipped(price: float, buy: bool, slippage_bps: float) -> float:
+    """Rule 1: slippage always against the trader."""
+    if not slippage_bps:
+        return price
+    k = slippage_bps / 10_000
+    return price * (1 + k) if buy else price * (1 - k)
