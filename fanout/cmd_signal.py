@@ -1,0 +1,85 @@
+"""`fanout signal`: execute one signal now — offline on simulated accounts filling at the entry price."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+
+from engine import Account, MultiAccountExecutor
+from engine.results import SignalSummary
+from engine.signal import Signal, SignalError, parse_signal
+from fanout.options import add_balance_options, add_sizing_options, balances_from_args, config_from_args
+from simulator.exchange import SimulatedVenue
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("signal", help="execute one signal on every account",
+                       description="Execute one signal on every account. Offline by default: simulated accounts "
+                                   "(--balances) filling at the entry price.")
+    p.add_argument("symbol", help="BTCUSDT, BTC/USDT or BTC/USDT:USDT")
+    p.add_argument("side", help="long/short (or buy/sell)")
+    p.add_argument("--entry", required=True, type=float)
+    p.add_argument("--sl", "--stop-loss", dest="sl", required=True, type=float)
+    p.add_argument("--tp", "--take-profit", dest="tp", required=True, type=float)
+    p.add_argument("--id", help="signal id (default: derived from content and time)")
+    p.add_argument("--signal-leverage", type=int, dest="signal_leverage", help="leverage override for this signal")
+    add_balance_options(p)
+    add_sizing_options(p)
+    p.add_argument("--taker-fee", type=float, default=0.0005)
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=run)
+
+
+def signal_from_args(args: argparse.Namespace) -> Signal:
+    return parse_signal({
+        "symbol": args.symbol, "side": args.side, "entry": args.entry, "stop_loss": args.sl,
+        "take_profit": args.tp, "id": args.id, "leverage": args.signal_leverage,
+    })
+
+
+def format_summary(signal: Signal, summary: SignalSummary) -> str:
+    base = signal.symbol.split("/")[0]
+    lines = [
+        f"Signal {signal.id}: {signal.display_symbol} {signal.side} entry {signal.entry:,.2f} "
+        f"SL {signal.stop_loss:,.2f} TP {signal.take_profit:,.2f}"
+    ]
+    for r in summary.results:
+        if r.ok:
+            extra = f" ⚠️ {r.reason}" if r.reason else ""
+            lines.append(
+                f"✅ {r.account}: margin ${r.margin:,.2f}, notional ${r.notional:,.2f}, {r.leverage}x, "
+                f"quantity {r.quantity:g} {base} @ {r.fill_price:,.2f}, SL {r.stop_loss:,.2f}, TP {r.take_profit:,.2f}{extra}"
+            )
+        else:
+            icon = "⏭️" if r.status == "skipped" else "❌"
+            lines.append(f"{icon} {r.account}: {r.status} — {r.reason}")
+    lines.append(
+        f"📊 {summary.succeeded}/{summary.total} succeeded — total margin ${summary.total_margin:,.2f}, "
+        f"total notional ${summary.total_notional:,.2f}, total quantity {summary.total_quantity:g} {base}"
+    )
+    return "\n".join(lines)
+
+
+async def execute_offline(signal: Signal, balances: dict[str, float], config, taker_fee: float) -> SignalSummary:
+    venue = SimulatedVenue.from_snapshot(taker_fee=taker_fee)
+    venue.set_price(signal.symbol, signal.entry)
+    accounts = [Account(name, venue.add_account(name, bal)) for name, bal in balances.items()]
+    return await MultiAccountExecutor(accounts, config).execute(signal)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        signal = signal_from_args(args)
+        balances = balances_from_args(args)
+        config = config_from_args(args)
+    except (SignalError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    summary = asyncio.run(execute_offline(signal, balances, config, args.taker_fee))
+    if args.json:
+        print(json.dumps(summary.to_dict(), indent=2))
+    else:
+        print(format_summary(signal, summary))
+    return 1 if any(r.status == "failed" for r in summary.results) else 0

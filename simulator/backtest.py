@@ -1,0 +1,289 @@
+"""The backtest runner: replays candles through simulated accounts and the shared engine, signal by signal.
+
+Signals execute through :class:`engine.MultiAccountExecutor` exactly as live; between signals the runner jumps
+straight to the next candle where some position's stop, target or liquidation is crossed (numpy scans, see
+simulator/scan.py) and applies simulator/fills.py there. Fills are pushed to the engine's watcher, which cancels
+the sibling order like it does live.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from engine import Account, ExecutionConfig, MultiAccountExecutor, Signal
+from engine.results import FAILED, SKIPPED, AccountResult
+from simulator.exchange import ClosedPosition, SimulatedExchange, SimulatedVenue
+from simulator.fills import first_hit
+from simulator.rules import MarketRules
+from simulator.scan import LevelScanner
+
+log = logging.getLogger("fanout.backtest")
+END_OF_DATA = "end_of_data"
+
+
+@dataclass
+class BacktestResult:
+    """Everything a run produced; simulator/backtest_output.py writes it to disk."""
+
+    accounts: dict[str, float]
+    trades: list[dict]
+    skipped: list[dict]
+    equity_time: np.ndarray
+    equity: dict[str, np.ndarray]
+    end_balance: dict[str, float]
+    stats: dict
+    synthetic: bool
+    candles_source: str
+    summaries: list[dict] = field(default_factory=list)
+
+
+class _Replay:
+    """Per-symbol candle arrays and scanner."""
+
+    def __init__(self, candles, fine=None) -> None:
+        self.c = candles
+        self.fine = fine
+        self.scanner = LevelScanner(candles.high, candles.low, candles.open)
+        self.tf_ms = int(candles.timeframe_ms)
+
+
+class BacktestRunner:
+    """Run signals over candles on simulated accounts with given starting balances."""
+
+    def __init__(
+        self,
+        candles: Iterable,
+        signals: Iterable[Signal],
+        balances: dict[str, float],
+        config: ExecutionConfig | None = None,
+        *,
+        fine: Iterable | None = None,
+        rules: MarketRules | None = None,
+        taker_fee: float = 0.0005,
+        maker_fee: float = 0.0002,
+        slippage_bps: float = 0.0,
+        progress: bool = False,
+        equity_points: int = 2000,
+    ) -> None:
+        fine_by_symbol = {f.symbol: f for f in (fine or [])}
+        self.replays = {c.symbol: _Replay(c, fine_by_symbol.get(c.symbol)) for c in candles}
+        if not self.replays:
+            raise ValueError("backtest needs candles for at least one symbol")
+        self.signals = sorted(signals, key=lambda s: (s.time if s.time is not None else 0, s.id))
+        missing_time = [s.id for s in self.signals if s.time is None]
+        if missing_time:
+            raise ValueError(f"signal field 'time' is required in backtests (missing for {missing_time[:3]})")
+        if not balances:
+            raise ValueError("backtest needs at least one account balance")
+        self.balances = dict(balances)
+        self.config = config or ExecutionConfig()
+        self.venue = SimulatedVenue(rules or MarketRules.load(), taker_fee=taker_fee, maker_fee=maker_fee,
+                                    slippage_bps=slippage_bps)
+        self.exchanges: dict[str, SimulatedExchange] = {
+            name: self.venue.add_account(name, bal) for name, bal in self.balances.items()
+        }
+        self.executor = MultiAccountExecutor(
+            [Account(n, ex) for n, ex in self.exchanges.items()], self.config, retries=0, retry_delay=0.0
+        )
+        self.progress = progress
+        self.equity_points = equity_points
+        self._updates: list[tuple[str, dict]] = []
+        self.venue.listeners.append(lambda acct, order: self._updates.append((acct, order)))
+        self._heap: list[tuple[int, int, int, str, str, int]] = []  # (time, idx, seq, account, symbol, version)
+        self._seq = 0
+        self._entries: dict[tuple[str, str], AccountResult] = {}
+        self._skipped: list[dict] = []
+        self._summaries: list[dict] = []
+
+    # ------------------------------------------------------------------ running
+    def run(self) -> BacktestResult:
+        return asyncio.run(self.arun())
+
+    async def arun(self) -> BacktestResult:
+        bar = None
+        if self.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(self.signals), unit="signal", desc="backtest", leave=False)
+        for signal in self.signals:
+            await self._signal(signal)
+            if bar is not None:
+                bar.update(1)
+        if bar is not None:
+            bar.close()
+        await self._drain_events(None)
+        self._close_at_end()
+        return self._result()
+
+    async def _signal(self, signal: Signal) -> None:
+        replay = self.replays.get(signal.symbol)
+        if replay is None:
+            self._skip_all(signal, f"no candles for {signal.symbol}")
+            return
+        c = replay.c
+        i = int(np.searchsorted(c.time, signal.time, side="left"))
+        if i >= len(c.time):
+            self._skip_all(signal, "signal after the last candle")
+            return
+        await self._drain_events(int(c.time[i]))
+        self.venue.set_price(signal.symbol, float(c.open[i]), int(c.time[i]))
+        summary = await self.executor.execute(signal)
+        await self._flush_updates()
+        self._summaries.append({"signal_id": signal.id, "succeeded": summary.succeeded, "total": summary.total})
+        for r in summary.results:
+            if r.ok:
+                self._entries[(r.account, r.entry_order_id)] = r
+                if signal.symbol in self.exchanges[r.account].positions:
+                    self._schedule(r.account, signal.symbol, i)
+            else:
+                prefix = "" if r.status == SKIPPED else f"{r.status}: "
+                self._skipped.append({"account": r.account, "signal_id": r.signal_id, "reason": prefix + r.reason})
+
+    def _skip_all(self, signal: Signal, reason: str) -> None:
+        for name in self.exchanges:
+            self._skipped.append({"account": name, "signal_id": signal.id, "reason": reason})
+
+    def _schedule(self, account: str, symbol: str, start: int) -> None:
+        ex = self.exchanges[account]
+        pos = ex.positions.get(symbol)
+        if pos is None:
+            return
+        replay = self.replays[symbol]
+        idx = min((replay.scanner.first_cross(start, lv.price, lv.down) for lv in ex.position_levels(symbol)),
+                  default=replay.scanner.n)
+        if idx >= replay.scanner.n:
+            return
+        self._seq += 1
+        heapq.heappush(self._heap, (int(replay.c.time[idx]), idx, self._seq, account, symbol, pos.version))
+
+    async def _drain_events(self, until_ms: int | None) -> None:
+        """Process position exits in time order for candles opening before ``until_ms`` (all when None)."""
+        while self._heap and (until_ms is None or self._heap[0][0] < until_ms):
+            _, idx, _, account, symbol, version = heapq.heappop(self._heap)
+            ex = self.exchanges[account]
+            pos = ex.positions.get(symbol)
+            if pos is None or pos.version != version:
+                continue
+            replay = self.replays[symbol]
+            hit, when = self._resolve(replay, ex, symbol, pos.long, idx)
+            if hit is None:
+                self._schedule(account, symbol, idx + 1)
+                continue
+            level, price = hit
+            self.venue.prices[symbol] = price
+            ex.apply_level(symbol, level, price, when)
+            await self._flush_updates()
+            if symbol in ex.positions:
+                self._schedule(account, symbol, idx)
+
+    def _resolve(self, replay: _Replay, ex: SimulatedExchange, symbol: str, long: bool, idx: int):
+        c = replay.c
+        levels = ex.position_levels(symbol)
+        t0 = int(c.time[idx])
+        if replay.fine is not None:
+            f = replay.fine
+            a = int(np.searchsorted(f.time, t0, side="left"))
+            b = int(np.searchsorted(f.time, t0 + replay.tf_ms, side="left"))
+            for j in range(a, b):
+                hit = first_hit(long, levels, float(f.open[j]), float(f.high[j]), float(f.low[j]))
+                if hit is not None:
+                    return hit, int(f.time[j])
+            if b > a:
+                return None, t0  # the finer candles say nothing was crossed in this candle
+        return first_hit(long, levels, float(c.open[idx]), float(c.high[idx]), float(c.low[idx])), t0
+
+    async def _flush_updates(self) -> None:
+        while self._updates:
+            account, order = self._updates.pop(0)
+            await self.executor.watcher.on_order_update(account, order)
+
+    def _close_at_end(self) -> None:
+        for name, ex in self.exchanges.items():
+            for symbol, pos in list(ex.positions.items()):
+                c = self.replays[symbol].c
+                last = float(c.close[-1])
+                ex.venue.now_ms = int(c.time[-1]) + int(self.replays[symbol].tf_ms)
+                ex.venue.prices[symbol] = last
+                side = "sell" if pos.long else "buy"
+                ex._fill_market(symbol, side, pos.contracts, True, None, price=last, reason=END_OF_DATA)
+                for o in ex.algo_orders.values():
+                    if o["symbol"] == symbol and o["status"] == "open":
+                        o["status"] = "canceled"
+
+    # ------------------------------------------------------------------ results
+    def _trade_row(self, cp: ClosedPosition) -> dict:
+        entry = self._entries.get((cp.account, cp.entry_order_id))
+        return {
+            "account": cp.account,
+            "signal_id": entry.signal_id if entry else "",
+            "symbol": cp.symbol,
+            "side": cp.side,
+            "entry_time": cp.entry_time,
+            "entry_price": cp.entry_price,
+            "quantity": cp.quantity,
+            "margin": cp.margin,
+            "notional": cp.quantity * cp.entry_price,
+            "leverage": cp.leverage,
+            "stop_loss": entry.stop_loss if entry else None,
+            "take_profit": entry.take_profit if entry else None,
+            "exit_time": cp.exit_time,
+            "exit_price": cp.exit_price,
+            "exit_reason": cp.exit_reason,
+            "fees": cp.fees,
+            "pnl": cp.pnl,
+        }
+
+    def _result(self) -> BacktestResult:
+        trades = [self._trade_row(cp) for ex in self.exchanges.values() for cp in ex.closed]
+        trades.sort(key=lambda t: (t["entry_time"], t["account"]))
+        grid, equity = self._equity_curves(trades)
+        first = next(iter(self.replays.values())).c
+        return BacktestResult(
+            accounts=self.balances,
+            trades=trades,
+            skipped=self._skipped,
+            equity_time=grid,
+            equity=equity,
+            end_balance={n: ex.wallet for n, ex in self.exchanges.items()},
+            stats=self.executor.stats.to_dict(),
+            synthetic=any(bool(getattr(r.c, "synthetic", False)) for r in self.replays.values()),
+            candles_source=str(getattr(first, "source", "")),
+            summaries=self._summaries,
+        )
+
+    def _equity_curves(self, trades: list[dict]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Mark-to-market equity per account on a regular grid (at most ``equity_points`` candles)."""
+        replay = next(iter(self.replays.values()))
+        c = replay.c
+        step = max(1, len(c.time) // self.equity_points)
+        grid_idx = np.arange(0, len(c.time), step)
+        grid_t = c.time[grid_idx]
+        closes = {s: r.c.close for s, r in self.replays.items()}
+        times = {s: r.c.time for s, r in self.replays.items()}
+        out = {}
+        by_account: dict[str, list[dict]] = {n: [] for n in self.balances}
+        for t in trades:
+            by_account[t["account"]].append(t)
+        for name, start in self.balances.items():
+            realized = np.zeros(len(grid_t) + 1)
+            floating = np.zeros(len(grid_t))
+            for t in by_account[name]:
+                a = int(np.searchsorted(grid_t, t["entry_time"], side="right"))
+                b = int(np.searchsorted(grid_t, t["exit_time"], side="right"))
+                realized[b] += t["pnl"]
+                if b > a:
+                    sym_t, sym_c = times[t["symbol"]], closes[t["symbol"]]
+                    k = np.searchsorted(sym_t, grid_t[a:b], side="right") - 1
+                    k = np.clip(k, 0, len(sym_c) - 1)
+                    direction = 1.0 if t["side"] == "LONG" else -1.0
+                    move = (sym_c[k] - t["entry_price"]) * t["quantity"] * direction
+                    entry_fee = t["entry_price"] * t["quantity"] * self.venue.taker_fee
+                    floating[a:b] += np.maximum(move, -t["margin"]) - entry_fee
+            out[name] = start + np.cumsum(realized)[:-1] + floating
+        return grid_t, out
