@@ -160,6 +160,7 @@ class MultiAccountExecutor:
             return result
 
         entry_cid = client_order_id(signal.id, account.name, "E")
+        result.entry_sent = True
         try:
             entry = await self._send(
                 ex, symbol, entry_cid, False,

@@ -17,6 +17,7 @@ class AccountResult:
     status: success | skipped (a rule said no; nothing sent) | failed (an exchange call failed).
     reason: why it was skipped or failed; warnings such as a missing take-profit on success.
     closed: True when the entry filled but the stop could not be placed, so the position was closed at market.
+    entry_sent: True once the entry order was handed to the exchange (it may exist even if the reply was lost).
     """
 
     account: str
@@ -38,6 +39,7 @@ class AccountResult:
     liquidation_price: float | None = None
     fee: float = 0.0
     closed: bool = False
+    entry_sent: bool = False
     time: int | None = None
 
     @property
