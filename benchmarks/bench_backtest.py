@@ -1,0 +1,181 @@
+"""Benchmark room: our 100-account backtest against backtesting.py on one account, same candles and signals.
+
+Prints both wall-clock times, the ratio (ours / theirs) and both trade counts; asserts nothing. See
+benchmarks/README.md for what is timed, how the two sides are aligned and the latest figures.
+
+    .venv/bin/python benchmarks/bench_backtest.py            # or: make bench
+    .venv/bin/python benchmarks/bench_backtest.py --runs 3 --dump /tmp/bench-out
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import logging
+import math
+import os
+import platform
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from engine import ExecutionConfig
+from engine.signal import Signal, parse_signal
+from simulator.backtest import BacktestRunner
+from simulator.candles import Candles, load_candles
+from simulator.synthetic import demo_signals
+
+ROOT = Path(__file__).resolve().parents[1]
+REAL_CANDLES = ROOT.parent / "shared" / "data" / "BTCUSDT-1m-2023-03-01--2023-03-21.binanceus.csv"
+SYMBOL = "BTC/USDT:USDT"
+YEAR_MINUTES = 525_600
+COMMISSION = 0.0005
+LEVERAGE = 20
+POSITION_PCT = 0.02          # ours: margin = 2 % of free balance (capped at $100); theirs: size=0.02 of margin
+THEIR_CASH = 5_000.0         # one account whose 2 % margin ($100) sits right at our cap
+UNIT = 0.001                 # backtesting.py trades whole units: trade in 0.001 BTC (BTCUSDT's step) units
+
+
+def tile_candles(base: Candles, minutes: int) -> Candles:
+    """Repeat ``base`` until ``minutes`` candles: times shifted, each tile's prices rescaled to start at the
+    previous tile's last close, so the series is continuous."""
+    n = len(base)
+    tiles = math.ceil(minutes / n)
+    span = int(base.time[-1] - base.time[0]) + base.timeframe_ms
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("time", "open", "high", "low", "close", "volume")}
+    scale = 1.0
+    for k in range(tiles):
+        parts["time"].append(base.time + k * span)
+        for col in ("open", "high", "low", "close"):
+            parts[col].append(getattr(base, col) * scale)
+        parts["volume"].append(base.volume)
+        scale = parts["close"][-1][-1] / base.open[0]
+    cut = {k: np.concatenate(v)[:minutes] for k, v in parts.items()}
+    return Candles(symbol=base.symbol, timeframe=base.timeframe, **cut,
+                   source=f"{base.source} tiled x{tiles} to {minutes:,} candles (prices chained)")
+
+
+def account_balances(count: int) -> dict[str, float]:
+    """``count`` accounts with balances log-spaced from $100 to $100,000."""
+    values = np.geomspace(100.0, 100_000.0, count) if count > 1 else np.array([10_000.0])
+    return {f"Account {i + 1:03d}": round(float(v), 2) for i, v in enumerate(values)}
+
+
+# ---------------------------------------------------------------------------------------------- ours
+def run_ours(candles: Candles, signals: list[Signal], balances: dict[str, float]):
+    config = ExecutionConfig(leverage=LEVERAGE, position_size_pct=POSITION_PCT)
+    runner = BacktestRunner([candles], signals, balances, config, taker_fee=COMMISSION)
+    return runner.run()
+
+
+# ---------------------------------------------------------------------------------------------- theirs
+def their_frame(candles: Candles):
+    return candles.to_frame().rename(columns=str.capitalize)
+
+
+def run_theirs(frame, candles: Candles, signals: list[Signal]):
+    """backtesting.py, one account: market entry on the bar before each signal's candle (fills at its open)."""
+    import backtesting.backtesting as bt_module
+    from backtesting import Strategy
+    from backtesting.lib import FractionalBacktest
+
+    bt_module._tqdm = lambda seq, **_: seq  # no progress bar (its overhead would count against them)
+
+    # backtesting.py calls next() after bar k closes and fills a market order at bar k+1's open; our entry
+    # fills at the open of the first candle with open time >= signal time, so each signal is placed on the bar
+    # before that one.
+    plan: dict[int, tuple[bool, float, float]] = {}
+    for s in signals:
+        i = int(np.searchsorted(candles.time, s.time, side="left"))
+        if 1 <= i < len(candles):
+            plan.setdefault(i - 1, (s.side == "LONG", s.stop_loss * UNIT, s.take_profit * UNIT))
+
+    class SignalStrategy(Strategy):
+        def init(self) -> None:
+            pass
+
+        def next(self) -> None:
+            order = plan.get(len(self.data) - 1)
+            if order is None or self.position:  # one position at a time, like ours (one per symbol)
+                return
+            long, sl, tp = order
+            if long:
+                self.buy(size=POSITION_PCT, sl=sl, tp=tp)
+            else:
+                self.sell(size=POSITION_PCT, sl=sl, tp=tp)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bt = FractionalBacktest(frame, SignalStrategy, cash=THEIR_CASH, commission=COMMISSION,
+                                margin=1 / LEVERAGE, finalize_trades=True, fractional_unit=UNIT)
+        return bt.run()
+
+
+# ---------------------------------------------------------------------------------------------- main
+def best_of(runs: int, fn):
+    best, result = float("inf"), None
+    for _ in range(runs):
+        gc.collect()
+        t0 = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, result
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--accounts", type=int, default=100, help="our simulated accounts (default 100)")
+    p.add_argument("--signals", type=int, default=1000, help="signals (default 1000)")
+    p.add_argument("--candles", type=int, default=YEAR_MINUTES, help="one-minute candles (default a year)")
+    p.add_argument("--runs", type=int, default=2, help="time each side N times, keep the best (default 2)")
+    p.add_argument("--ours-only", action="store_true", help="skip backtesting.py (profiling our side)")
+    p.add_argument("--dump", metavar="DIR", help="also write our run's trades.csv / summary.json / equity.csv")
+    args = p.parse_args(argv)
+
+    if not REAL_CANDLES.exists():
+        print(f"benchmark skipped: real candles not found at {REAL_CANDLES} (../shared/data beside the checkout)")
+        return 0
+    logging.disable(logging.WARNING)  # the engine's per-account INFO lines are not what is measured
+    base = load_candles(REAL_CANDLES, symbol=SYMBOL)
+    candles = tile_candles(base, args.candles)
+    signals = [parse_signal(d) for d in demo_signals(candles, n=args.signals)]
+    balances = account_balances(args.accounts)
+    print(f"candles   {len(candles):,} x 1m {SYMBOL} ({base.source} tiled, prices chained)")
+    print(f"signals   {len(signals):,} (simulator.synthetic.demo_signals)")
+    print(f"machine   {platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} cores, "
+          f"best of {args.runs} run(s)")
+
+    ours_s, result = best_of(args.runs, lambda: run_ours(candles, signals, balances))
+    ok_entries = result.stats.get("successes", 0)
+    print(f"ours      {ours_s:8.2f} s  {len(balances)} accounts, {len(result.trades):,} trades "
+          f"({ok_entries:,} entries, {len(result.skipped):,} skips)")
+    if args.dump:
+        from simulator.backtest_output import write_outputs
+
+        write_outputs(result, args.dump, plot=False)
+        print(f"dumped    {args.dump}/")
+    if args.ours_only:
+        return 0
+
+    frame = their_frame(candles)
+    theirs_s, stats = best_of(args.runs, lambda: run_theirs(frame, candles, signals))
+    print(f"theirs    {theirs_s:8.2f} s  1 account, {int(stats['# Trades']):,} trades (backtesting.py "
+          f"{_version()})")
+    print(f"ratio     {ours_s / theirs_s:8.2f}  (ours / theirs; <= 1 means our {len(balances)} accounts run no "
+          f"slower than their one)")
+    return 0
+
+
+def _version() -> str:
+    try:
+        from backtesting import __version__
+        return str(__version__)
+    except ImportError:
+        return "?"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
