@@ -95,11 +95,17 @@ class MultiAccountExecutor:
 
     # ----------------------------------------------------------------- account
     async def _guarded(self, account: Account, signal: Signal) -> AccountResult:
+        partial: list[AccountResult] = []  # the in-progress result, so entry_sent / order ids survive an exception
         try:
-            result = await self._execute_account(account, signal)
+            result = await self._execute_account(account, signal, partial)
         except Exception as exc:  # one account's failure never stops the others
             log.error("❌ %s: %s", account.name, describe(exc))
-            result = self._result(account, signal, FAILED, describe(exc))
+            if partial:
+                result = partial[0]
+                result.status = FAILED
+                result.reason = f"unexpected error after sizing: {describe(exc)}"
+            else:
+                result = self._result(account, signal, FAILED, describe(exc))
         if result.status == SUCCESS:
             log.info("✅ %s: $%.2f margin, %g %s", account.name, result.margin, result.quantity, signal.display_symbol)
         elif result.status == SKIPPED:
@@ -107,7 +113,9 @@ class MultiAccountExecutor:
         await self._notify(self.notifier.account_executed(signal, result))
         return result
 
-    async def _execute_account(self, account: Account, signal: Signal) -> AccountResult:
+    async def _execute_account(
+        self, account: Account, signal: Signal, partial: list[AccountResult] | None = None
+    ) -> AccountResult:
         ex = account.exchange
         cfg = self.config
         symbol = signal.symbol
@@ -147,6 +155,8 @@ class MultiAccountExecutor:
             account, signal, FAILED, "", margin=sizing.margin, notional=sizing.notional,
             quantity=sizing.quantity, leverage=leverage, liquidation_price=liquidation, time=now,
         )
+        if partial is not None:
+            partial.append(result)
         key = (account.name, symbol)
         try:
             if key not in self._margin_mode_set:

@@ -11,6 +11,9 @@ import sys
 COMMAND_MODULES = [
     "fanout.cmd_backtest",
     "fanout.cmd_signal",
+    "fanout.cmd_run",
+    "fanout.cmd_accounts",
+    "fanout.cmd_data",
 ]
 
 

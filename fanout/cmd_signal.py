@@ -1,4 +1,8 @@
-"""`fanout signal`: execute one signal now — offline on simulated accounts filling at the entry price."""
+"""`fanout signal`: execute one signal now — offline (simulated accounts filling at the entry price), paper or live.
+
+The mode is --mode, else TRADING_MODE from the environment / production.env, else offline. Alerts go to Discord
+whenever DISCORD_WEBHOOK_URL is set.
+"""
 
 from __future__ import annotations
 
@@ -28,14 +32,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_balance_options(p)
     add_sizing_options(p)
     p.add_argument("--taker-fee", type=float, default=0.0005)
+    p.add_argument("--mode", choices=["offline", "paper", "live"],
+                   help="offline simulation at the entry price, paper (live prices, persisted) or live "
+                        "(default: TRADING_MODE, else offline)")
+    p.add_argument("--env-file", default="production.env", help="settings file (default ./production.env)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=run)
 
 
-def signal_from_args(args: argparse.Namespace) -> Signal:
+def signal_from_args(args: argparse.Namespace, time_ms: int | None = None) -> Signal:
     return parse_signal({
         "symbol": args.symbol, "side": args.side, "entry": args.entry, "stop_loss": args.sl,
-        "take_profit": args.tp, "id": args.id, "leverage": args.signal_leverage,
+        "take_profit": args.tp, "id": args.id, "leverage": args.signal_leverage, "time": time_ms,
     })
 
 
@@ -62,24 +70,64 @@ def format_summary(signal: Signal, summary: SignalSummary) -> str:
     return "\n".join(lines)
 
 
-async def execute_offline(signal: Signal, balances: dict[str, float], config, taker_fee: float) -> SignalSummary:
+async def execute_offline(signal: Signal, balances: dict[str, float], config, taker_fee: float,
+                          notifier=None) -> SignalSummary:
     venue = SimulatedVenue.from_snapshot(taker_fee=taker_fee)
     venue.set_price(signal.symbol, signal.entry)
     accounts = [Account(name, venue.add_account(name, bal)) for name, bal in balances.items()]
-    return await MultiAccountExecutor(accounts, config).execute(signal)
+    return await MultiAccountExecutor(accounts, config, notifier=notifier).execute(signal)
+
+
+async def _execute(args: argparse.Namespace) -> tuple[Signal, SignalSummary | None, str]:
+    from live.discord import build_notifier
+    from live.env import load_env
+
+    env = load_env(args.env_file)
+    mode = (args.mode or env.get("TRADING_MODE") or "offline").strip().lower()
+    if mode not in ("offline", "paper", "live"):
+        raise ValueError(f"TRADING_MODE must be paper or live, got {mode!r}")
+    notifier = build_notifier(env)
+    try:
+        if mode == "offline":
+            signal = signal_from_args(args)
+            config = config_from_args(args)
+            return signal, await execute_offline(signal, balances_from_args(args), config, args.taker_fee,
+                                                 notifier), mode
+        import time
+
+        from engine import ExecutionConfig
+        from fanout.modes import build_live, build_paper
+
+        signal = signal_from_args(args, None if args.id else int(time.time() * 1000))
+        config = config_from_args(args, ExecutionConfig.from_env(env))
+        if mode == "live":
+            runtime = await build_live(env, config, notifier)
+        else:
+            balances = balances_from_args(args) if (args.balances or args.accounts) else None
+            runtime = await build_paper(env, config, notifier, balances=balances, taker_fee=args.taker_fee)
+        try:
+            return signal, await runtime.service.handle(signal, "cli"), mode
+        finally:
+            await runtime.close()
+    finally:
+        closer = getattr(notifier, "aclose", None)
+        if closer is not None:
+            await closer()
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        signal = signal_from_args(args)
-        balances = balances_from_args(args)
-        config = config_from_args(args)
-    except (SignalError, ValueError) as exc:
+        signal, summary, mode = asyncio.run(_execute(args))
+    except (SignalError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    summary = asyncio.run(execute_offline(signal, balances, config, args.taker_fee))
+    if summary is None:
+        print(f"signal {signal.id} was already executed ({mode}); not executing it again", file=sys.stderr)
+        return 1
     if args.json:
         print(json.dumps(summary.to_dict(), indent=2))
     else:
+        if mode != "offline":
+            print(f"[{mode}]")
         print(format_summary(signal, summary))
     return 1 if any(r.status == "failed" for r in summary.results) else 0

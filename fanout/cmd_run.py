@@ -1,0 +1,113 @@
+"""`fanout run`: the long-running bot — signals from a watched file and/or a webhook, paper or live."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal as os_signal
+import sys
+
+from engine import ExecutionConfig
+from fanout.modes import build_live, build_paper, resolve_mode
+from fanout.options import add_balance_options, balances_from_args
+from fanout.signal_sources import FileSignalSource, WebhookSignalSource
+
+log = logging.getLogger("fanout.run")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="run the bot (TRADING_MODE=paper|live) on signals from a file and/or a webhook",
+                       description="Run the bot. The mode comes from --mode or TRADING_MODE (default paper); live "
+                                   "needs TRADING_MODE=live (or --mode live) explicitly.")
+    p.add_argument("--mode", choices=["paper", "live"], help="overrides TRADING_MODE")
+    p.add_argument("--env-file", default="production.env", help="settings file (default ./production.env)")
+    p.add_argument("--signals", metavar="FILE", help="signals file to watch (default SIGNALS_FILE)")
+    p.add_argument("--webhook", action="store_true", help="serve the HTTP webhook (also when WEBHOOK_TOKEN is set)")
+    p.add_argument("--once", action="store_true", help="process the signals file and one polling round, then exit")
+    p.add_argument("--reconcile", choices=["stop", "close", "off"], default="stop",
+                   help="live start-up: give unprotected positions a stop (default), close them, or skip")
+    add_balance_options(p, default=None)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        return asyncio.run(_run(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _run(args: argparse.Namespace) -> int:
+    from live.discord import build_notifier
+    from live.env import load_env
+
+    try:
+        env = load_env(args.env_file)
+        mode = resolve_mode(args.mode, env)
+        config = ExecutionConfig.from_env(env)
+        notifier = build_notifier(env)
+        balances = balances_from_args(args, default=env.get("PAPER_BALANCES") or "1000,5000,500") \
+            if (args.balances or args.accounts) else None
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if mode == "live":
+            runtime = await build_live(env, config, notifier, reconcile=args.reconcile != "off",
+                                       unprotected=args.reconcile if args.reconcile != "off" else "stop")
+        else:
+            runtime = await build_paper(env, config, notifier, balances=balances)
+            print(f"📄 PAPER trading: {len(runtime.accounts)} virtual accounts at live prices "
+                  f"({', '.join(runtime.accounts[i].name for i in range(min(5, len(runtime.accounts))))}"
+                  f"{', …' if len(runtime.accounts) > 5 else ''})", flush=True)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    service = runtime.service
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (os_signal.SIGINT, os_signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):
+            pass
+    signals_file = args.signals or env.get("SIGNALS_FILE")
+    webhook = None
+    try:
+        tasks = []
+        if signals_file:
+            source = FileSignalSource(signals_file, service.handle)
+            if args.once:
+                await source.scan()
+            else:
+                tasks.append(asyncio.create_task(source.run(stop)))
+            log.info("👀 watching %s for signals", signals_file)
+        if args.webhook or env.get("WEBHOOK_TOKEN"):
+            webhook = WebhookSignalSource(
+                service.handle, env.get("WEBHOOK_TOKEN", ""), host=env.get("WEBHOOK_HOST") or "127.0.0.1",
+                port=int(env.get("WEBHOOK_PORT") or 8080), is_processed=runtime.journal.is_processed)
+            await webhook.start()
+        if not signals_file and webhook is None:
+            print("error: no signal source: give --signals FILE / SIGNALS_FILE, or set WEBHOOK_TOKEN for the webhook",
+                  file=sys.stderr)
+            return 2
+        if args.once:
+            await service.tick_once()
+        else:
+            tasks.append(asyncio.create_task(service.run_ticks(stop)))
+            await stop.wait()
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        if webhook is not None:
+            await webhook.stop()
+        closer = getattr(runtime.notifier, "aclose", None)
+        if closer is not None:
+            await closer()
+        await runtime.close()
+    s = runtime.executor.stats
+    print(f"📊 {mode}: {s.signals} signals, {s.trades} account trades, {s.successes} succeeded, "
+          f"{s.failures} failed, {s.skipped} skipped", flush=True)
+    return 0

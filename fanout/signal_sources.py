@@ -1,0 +1,141 @@
+"""Where live and paper signals come from: a watched signals file and an HTTP webhook (e.g. TradingView)."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import hmac
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from engine.signal import Signal, SignalError, parse_signal
+
+log = logging.getLogger("fanout.sources")
+Handler = Callable[[Signal, str], Awaitable[object]]
+
+
+class FileSignalSource:
+    """Tails a CSV or JSON-lines signals file: every complete line is a signal, new lines are picked up as they
+    are appended. A line without id and time gets the id ``<file>-L<line>`` so it stays unique and stable.
+    Malformed lines are logged with file, line and field, and never traded."""
+
+    def __init__(self, path: str | Path, handler: Handler, *, interval: float = 1.0) -> None:
+        self.path = Path(path)
+        self.handler = handler
+        self.interval = interval
+        self.lines_seen = 0
+        self.header: list[str] | None = None
+        self.jsonl = self.path.suffix.lower() in (".jsonl", ".json", ".ndjson")
+        self.rejected = 0
+
+    async def scan(self) -> int:
+        """Process complete lines not seen yet; returns how many were handed over."""
+        if not self.path.exists():
+            return 0
+        text = self.path.read_text(encoding="utf-8-sig")
+        lines = text.split("\n")
+        complete = lines[:-1]  # the last piece is empty or a line still being written
+        handed = 0
+        for lineno in range(self.lines_seen + 1, len(complete) + 1):
+            line = complete[lineno - 1].strip()
+            self.lines_seen = lineno
+            if not line or line.startswith("#"):
+                continue
+            if not self.jsonl and self.header is None:
+                self.header = [h.strip().lower() for h in next(csv.reader([line]))]
+                continue
+            try:
+                data = json.loads(line) if self.jsonl else dict(zip(self.header or [], next(csv.reader([line])), strict=False))
+                if not isinstance(data, dict):
+                    raise SignalError("signal", "expected a JSON object")
+                data = {str(k).strip().lower(): v for k, v in data.items()}
+                if not data.get("id") and not data.get("time"):
+                    data["id"] = f"{self.path.stem}-L{lineno}"
+                signal = parse_signal(data)
+            except (SignalError, json.JSONDecodeError, ValueError) as exc:
+                self.rejected += 1
+                log.error("❌ rejected signal at %s:%d: %s", self.path, lineno, exc)
+                continue
+            await self.handler(signal, f"file:{self.path.name}")
+            handed += 1
+        return handed
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.scan()
+            except Exception as exc:  # noqa: BLE001 — a bad read never kills the service
+                log.error("signals file %s: %s", self.path, exc)
+            try:
+                await asyncio.wait_for(stop.wait(), self.interval)
+            except TimeoutError:
+                pass
+
+
+class WebhookSignalSource:
+    """POST /signal with a JSON signal and the shared token (header ``X-Fanout-Token``, ``?token=`` or a
+    ``token`` field — TradingView cannot set headers). Bound to 127.0.0.1 unless configured otherwise.
+
+    Replies: 202 accepted (with the signal id), 400 malformed (error names the field), 401 bad token,
+    409 already processed."""
+
+    def __init__(self, handler: Handler, token: str, *, host: str = "127.0.0.1", port: int = 8080,
+                 is_processed: Callable[[str], bool] | None = None) -> None:
+        if not token or len(token.strip()) < 8:
+            raise ValueError("WEBHOOK_TOKEN must be set (at least 8 characters) to enable the webhook")
+        self.handler = handler
+        self._token = token.strip()
+        self.host, self.port = host, port
+        self.is_processed = is_processed or (lambda _sid: False)
+        self.runner = None
+
+    def __repr__(self) -> str:
+        return f"WebhookSignalSource(http://{self.host}:{self.port}/signal)"
+
+    def app(self):
+        from aiohttp import web
+
+        async def receive(request: web.Request) -> web.Response:
+            try:
+                body = await request.json()
+            except Exception:  # noqa: BLE001
+                return web.json_response({"error": "body is not valid JSON"}, status=400)
+            if not isinstance(body, dict):
+                return web.json_response({"error": "body must be a JSON object"}, status=400)
+            given = request.headers.get("X-Fanout-Token") or request.query.get("token") or str(body.pop("token", ""))
+            if not hmac.compare_digest(given.encode(), self._token.encode()):
+                log.warning("webhook: rejected request with a missing or wrong token from %s", request.remote)
+                return web.json_response({"error": "invalid token"}, status=401)
+            try:
+                signal = parse_signal({str(k).lower(): v for k, v in body.items()})
+            except SignalError as exc:
+                log.error("❌ webhook signal rejected: %s", exc)
+                return web.json_response({"error": str(exc), "field": exc.field}, status=400)
+            if self.is_processed(signal.id):
+                return web.json_response({"error": f"signal {signal.id} already processed"}, status=409)
+            asyncio.get_running_loop().create_task(self.handler(signal, "webhook"))
+            return web.json_response({"accepted": signal.id}, status=202)
+
+        async def health(_request: web.Request) -> web.Response:
+            return web.json_response({"ok": True})
+
+        app = web.Application(client_max_size=64 * 1024)
+        app.router.add_post("/signal", receive)
+        app.router.add_post("/webhook", receive)
+        app.router.add_get("/health", health)
+        return app
+
+    async def start(self) -> None:
+        from aiohttp import web
+
+        self.runner = web.AppRunner(self.app())
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, self.host, self.port)
+        await site.start()
+        log.info("🌐 webhook listening on http://%s:%d/signal", self.host, self.port)
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
