@@ -1,0 +1,87 @@
+"""Paper trading: the simulated venue fed with live prices (no second fill engine).
+
+A ``PriceSource`` (ccxt public market data in live/, or recorded prices in tests) supplies the last price and
+closed one-minute candles. Market orders fill at the last price; stops, targets and liquidations are applied by
+simulator/fills.py to each closed candle — only for positions opened before that candle began — and to each
+polled last price, so a position opened mid-minute is never judged on prices from before its entry.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+from simulator.exchange import ClosedPosition, SimulatedVenue
+from simulator.fills import first_hit
+
+log = logging.getLogger("fanout.paper")
+MINUTE = 60_000
+
+
+class PriceSource(Protocol):
+    """Live market data, with ccxt's return shapes."""
+
+    async def fetch_ticker(self, symbol: str) -> dict: ...
+
+    async def fetch_ohlcv(self, symbol: str, timeframe: str = "1m", since: int | None = None,
+                          limit: int | None = None) -> list[list[float]]: ...
+
+    def milliseconds(self) -> int: ...
+
+
+class PaperFeed:
+    """Moves the venue's prices and clock forward from a live price source, applying fills as it goes."""
+
+    def __init__(self, venue: SimulatedVenue, source: PriceSource) -> None:
+        self.venue = venue
+        self.source = source
+        self.last_candle: dict[str, int] = {}  # symbol -> open time of the last processed closed candle
+
+    async def refresh(self, symbol: str) -> float:
+        """Fetch the last price (before executing a signal) and apply it; returns the price."""
+        ticker = await self.source.fetch_ticker(symbol)
+        price = float(ticker.get("last") or ticker.get("close"))
+        now = int(ticker.get("timestamp") or self.source.milliseconds())
+        self._apply_tick(symbol, price, now)
+        return price
+
+    async def poll(self, symbols: set[str]) -> list[ClosedPosition]:
+        """One polling round: closed candles since the last round, then the last price."""
+        closed: list[ClosedPosition] = []
+        now = self.source.milliseconds()
+        for symbol in sorted(symbols):
+            since = self.last_candle.get(symbol)
+            start = since + MINUTE if since is not None else (now // MINUTE - 2) * MINUTE
+            rows = await self.source.fetch_ohlcv(symbol, "1m", since=start, limit=500)
+            for t, o, h, low, c, *_ in rows:
+                t = int(t)
+                if t + MINUTE > now or (since is not None and t <= since):
+                    continue  # still open, or seen
+                closed += self.apply_candle(symbol, t, float(o), float(h), float(low), float(c))
+                self.last_candle[symbol] = t
+            ticker = await self.source.fetch_ticker(symbol)
+            closed += self._apply_tick(symbol, float(ticker.get("last") or ticker.get("close")), now)
+        return closed
+
+    def apply_candle(self, symbol: str, t: int, o: float, h: float, low: float, c: float) -> list[ClosedPosition]:
+        """Apply one closed candle to positions opened before it began."""
+        out = []
+        self.venue.now_ms = max(self.venue.now_ms, t)
+        for ex in list(self.venue.accounts.values()):
+            pos = ex.positions.get(symbol)
+            if pos is None or pos.opened_at > t:
+                continue
+            hit = first_hit(pos.long, ex.position_levels(symbol), o, h, low)
+            if hit is not None:
+                done = ex.apply_level(symbol, hit[0], hit[1], t)
+                if done is not None:
+                    out.append(done)
+                    log.info("📄 %s %s closed by %s at %.2f", ex.name, symbol, done.exit_reason, done.exit_price)
+        self.venue.prices[symbol] = c
+        return out
+
+    def _apply_tick(self, symbol: str, price: float, now: int) -> list[ClosedPosition]:
+        out = self.apply_candle(symbol, now, price, price, price, price)
+        self.venue.now_ms = max(self.venue.now_ms, now)
+        self.venue.prices[symbol] = price
+        return out
