@@ -1,0 +1,73 @@
+"""The HTTP webhook signal source: token, validation, duplicates, loopback binding by default."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from fanout.signal_sources import WebhookSignalSource
+
+TOKEN = "s3cret-token-123"
+GOOD = {"symbol": "BTCUSDT", "side": "long", "entry": 50000, "stop_loss": 49500, "take_profit": 51000, "id": "w1"}
+
+
+@pytest.fixture()
+async def client():
+    received = []
+    processed = set()
+
+    async def handler(signal, source):
+        received.append((signal, source))
+        processed.add(signal.id)
+
+    hook = WebhookSignalSource(handler, TOKEN, is_processed=processed.__contains__)
+    async with TestClient(TestServer(hook.app())) as c:
+        c.received = received
+        yield c
+
+
+async def test_accepts_signal_with_token_in_header_query_or_body(client):
+    r = await client.post("/signal", json=GOOD, headers={"X-Fanout-Token": TOKEN})
+    assert r.status == 202 and (await r.json()) == {"accepted": "w1"}
+    r = await client.post(f"/webhook?token={TOKEN}", json={**GOOD, "id": "w2"})
+    assert r.status == 202
+    r = await client.post("/signal", json={**GOOD, "id": "w3", "token": TOKEN})
+    assert r.status == 202
+    await asyncio.sleep(0.01)
+    assert [s.id for s, _ in client.received] == ["w1", "w2", "w3"]
+    assert client.received[0][1] == "webhook"
+
+
+async def test_rejects_bad_token_without_echoing_it(client):
+    r = await client.post("/signal", json=GOOD, headers={"X-Fanout-Token": "wrong-token"})
+    assert r.status == 401
+    assert "wrong-token" not in await r.text() and TOKEN not in await r.text()
+    assert client.received == []
+
+
+async def test_malformed_signal_names_the_field_and_is_not_traded(client):
+    r = await client.post("/signal", json={**GOOD, "stop_loss": 52000}, headers={"X-Fanout-Token": TOKEN})
+    assert r.status == 400
+    body = await r.json()
+    assert body["field"] == "stop_loss"
+    r = await client.post("/signal", data="not json", headers={"X-Fanout-Token": TOKEN})
+    assert r.status == 400
+    assert client.received == []
+
+
+async def test_duplicate_signal_is_refused(client):
+    await client.post("/signal", json=GOOD, headers={"X-Fanout-Token": TOKEN})
+    await asyncio.sleep(0.01)
+    r = await client.post("/signal", json=GOOD, headers={"X-Fanout-Token": TOKEN})
+    assert r.status == 409
+
+
+def test_requires_a_token_and_binds_loopback_by_default():
+    async def handler(signal, source):
+        return None
+
+    with pytest.raises(ValueError, match="WEBHOOK_TOKEN"):
+        WebhookSignalSource(handler, "")
+    assert WebhookSignalSource(handler, TOKEN).host == "127.0.0.1"
