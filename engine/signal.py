@@ -6,7 +6,7 @@ import hashlib
 import math
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 _SIDES = {"long": "LONG", "buy": "LONG", "short": "SHORT", "sell": "SHORT"}
@@ -47,7 +47,7 @@ def parse_time_ms(raw: Any, field: str = "time") -> int:
             raise SignalError(field, f"{raw!r} is not a time")
         return int(raw * 1000) if raw < 1e11 else int(raw)
     if isinstance(raw, datetime):
-        dt = raw if raw.tzinfo else raw.replace(tzinfo=timezone.utc)
+        dt = raw if raw.tzinfo else raw.replace(tzinfo=UTC)
         return int(dt.timestamp() * 1000)
     if isinstance(raw, str):
         text = raw.strip()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from engine.errors import describe, is_order_not_found
 from engine.ports import Account, Notifier, NullNotifier
