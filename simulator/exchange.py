@@ -12,7 +12,7 @@ import itertools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import ccxt
@@ -28,7 +28,7 @@ def _binance_error(cls: type[Exception], code: int, msg: str) -> Exception:
 
 
 def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 
 
 @dataclass(slots=True)
@@ -162,6 +162,9 @@ class SimulatedExchange:
         self.realized_pnl = 0.0
         self.fees_paid = 0.0
         self._faults: dict[str, list[tuple[Exception, bool]]] = {}
+        # ids of possibly-open trigger orders in creation order, over the algo_orders dict it was built from
+        self._open_ids: dict[str, None] = {}
+        self._indexed: tuple[int, int] = (0, -1)  # (id(algo_orders), len) when the index was last in sync
 
     def __repr__(self) -> str:
         return f"SimulatedExchange({self.name!r}, wallet={self.wallet:.2f})"
@@ -328,7 +331,7 @@ class SimulatedExchange:
         down = (kind == STOP_LOSS) == closes_long
         if (mark <= trigger) if down else (mark >= trigger):
             raise _binance_error(ccxt.OrderImmediatelyFillable, -2021, "Order would immediately trigger.")
-        open_algo = sum(1 for o in self.algo_orders.values() if o["status"] == "open" and o["symbol"] == symbol)
+        open_algo = sum(1 for o in self._open_algo() if o["symbol"] == symbol)
         if open_algo >= 10:
             raise _binance_error(ccxt.InvalidOrder, -4045, "Reach max stop order limit.")
         algo_id = self.venue.next_algo_id()
@@ -352,6 +355,9 @@ class SimulatedExchange:
         }
         self.algo_orders[algo_id] = order
         self.by_client_id[cid] = order
+        if self._indexed == (id(self.algo_orders), len(self.algo_orders) - 1):
+            self._open_ids[algo_id] = None
+            self._indexed = (id(self.algo_orders), len(self.algo_orders))
         return _public(order)
 
     def _fill_market(self, symbol: str, side: str, qty: float, reduce_only: bool, cid: str | None,
@@ -453,12 +459,33 @@ class SimulatedExchange:
         return closed
 
     # ---------------------------------------------------------------- triggers (driven by replay / paper)
+    def _open_algo(self) -> list[dict]:
+        """Open trigger orders in creation order, without walking every order ever placed.
+
+        An index of possibly-open ids, pruned lazily (an order never reopens); rebuilt from ``algo_orders`` when
+        that dict was replaced (paper state restore) or grew behind the index's back.
+        """
+        book = self.algo_orders
+        if self._indexed != (id(book), len(book)):
+            self._open_ids = {oid: None for oid, o in book.items() if o["status"] == "open"}
+            self._indexed = (id(book), len(book))
+        out, stale = [], []
+        for oid in self._open_ids:
+            o = book.get(oid)
+            if o is not None and o["status"] == "open":
+                out.append(o)
+            else:
+                stale.append(oid)
+        for oid in stale:
+            del self._open_ids[oid]
+        return out
+
     def position_levels(self, symbol: str) -> list[Level]:
         """Levels that can end the position on ``symbol``: its open reduce-only triggers and its liquidation."""
         pos = self.positions[symbol]
         sls, tps = [], []
-        for o in self.algo_orders.values():
-            if o["status"] != "open" or o["symbol"] != symbol or (o["side"] == "sell") != pos.long:
+        for o in self._open_algo():
+            if o["symbol"] != symbol or (o["side"] == "sell") != pos.long:
                 continue
             (sls if o["_kind"] == STOP_LOSS else tps).append((o["triggerPrice"], o["id"]))
         return levels_for(pos.long, stop_loss=sls, take_profit=tps, liquidation=pos.liquidation_price)
@@ -494,8 +521,8 @@ class SimulatedExchange:
         """Isolated liquidation: the margin is lost and the symbol's open orders are cancelled by the exchange."""
         pos = self.positions[symbol]
         closed = self._reduce(symbol, pos.contracts, price, 0.0, int(time_ms), LIQUIDATION)
-        for o in list(self.algo_orders.values()):
-            if o["symbol"] == symbol and o["status"] == "open":
+        for o in self._open_algo():
+            if o["symbol"] == symbol:
                 o["status"] = "canceled"
                 o["info"]["algoStatus"] = "CANCELED"
                 self.venue.emit(self.name, _public(o))
