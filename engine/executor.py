@@ -12,7 +12,13 @@ from engine.errors import describe, is_order_not_found, is_timeout, is_transient
 from engine.ids import client_order_id
 from engine.ports import Account, Notifier, NullNotifier
 from engine.results import FAILED, SKIPPED, SUCCESS, AccountResult, ExecutionStats, SignalSummary
-from engine.risk import RiskLedger, RiskRejection, check_account, check_signal_quality, check_stop_vs_liquidation
+from engine.risk import (
+    RiskLedger,
+    RiskRejection,
+    check_account,
+    check_signal_quality,
+    check_stop_vs_liquidation,
+)
 from engine.signal import Signal
 from engine.sizing import SizingSkip, size_position
 from engine.watcher import Bracket, BracketWatcher
@@ -169,6 +175,11 @@ class MultiAccountExecutor:
             result.reason = f"leverage / margin mode not set, nothing traded: {describe(exc)}"
             return result
 
+        # stop and target prices before the entry: nothing between the entry fill and the stop may fail
+        sl_price = float(ex.price_to_precision(symbol, signal.stop_loss))
+        tp_price = float(ex.price_to_precision(symbol, signal.take_profit))
+        result.stop_loss, result.take_profit = sl_price, tp_price
+
         entry_cid = client_order_id(signal.id, account.name, "E")
         result.entry_sent = True
         try:
@@ -186,9 +197,6 @@ class MultiAccountExecutor:
         result.entry_order_id = str(entry.get("id"))
         result.fee = _fee(entry)
 
-        sl_price = float(ex.price_to_precision(symbol, signal.stop_loss))
-        tp_price = float(ex.price_to_precision(symbol, signal.take_profit))
-        result.stop_loss, result.take_profit = sl_price, tp_price
         sl_cid = client_order_id(signal.id, account.name, "SL")
         try:
             sl = await self._send(
@@ -266,29 +274,32 @@ class MultiAccountExecutor:
             try:
                 return await call()
             except Exception as exc:
+                if is_timeout(exc):
+                    # the order may exist even on the last attempt: look before giving up or resending
+                    found = await self._lookup(ex, symbol, params)
+                    if found is not None:
+                        return found
+                elif not is_transient(exc):
+                    raise
                 if attempt >= self.retries:
                     raise
                 if is_transient(exc):
                     await asyncio.sleep(self.retry_delay * (2**attempt))
-                    continue
-                if not is_timeout(exc):
-                    raise
-                found = await self._lookup(ex, symbol, params)
-                if found is not None:
-                    return found
         raise AssertionError("unreachable")
 
     async def _lookup(self, ex: Any, symbol: str, params: dict) -> dict | None:
         """Find an order by client order id; None when the exchange says it does not exist."""
         last: Exception | None = None
-        for attempt in range(self.retries):
+        attempts = max(1, self.retries)  # at least one look, even with retries=0
+        for attempt in range(attempts):
             try:
                 return await ex.fetch_order(None, symbol, dict(params))
             except Exception as exc:
                 if is_order_not_found(exc):
                     return None
                 last = exc
-                await asyncio.sleep(self.retry_delay * (2**attempt))
+                if attempt + 1 < attempts:
+                    await asyncio.sleep(self.retry_delay * (2**attempt))
         raise OrderStateUnknown(f"order {params['clientOrderId']} state unknown after timeout: {describe(last)}")
 
     async def _leverage_tiers(self, account: Account, symbol: str) -> list[dict]:
