@@ -8,6 +8,7 @@ Fill rules: simulator/fills.py.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 from collections.abc import Callable
@@ -27,6 +28,7 @@ def _binance_error(cls: type[Exception], code: int, msg: str) -> Exception:
     return cls("binanceusdm " + json.dumps({"code": code, "msg": msg}, separators=(",", ":")))
 
 
+@functools.lru_cache(maxsize=4096, typed=True)  # accounts acting on one candle share its timestamp
 def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 
@@ -84,6 +86,10 @@ class SimulatedVenue:
     listeners: list[OrderListener] = field(default_factory=list)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1_000_001))
     _algo_ids: itertools.count = field(default_factory=lambda: itertools.count(3_000_000_001))
+    # ccxt lookups are pure functions of the rules: memoised (accounts on one signal ask the same questions)
+    _markets: dict[str, dict] = field(default_factory=dict, repr=False, compare=False)
+    _amounts: dict[tuple[str, float], str] = field(default_factory=dict, repr=False, compare=False)
+    _prices: dict[tuple[str, float], str] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for name, value in (("taker_fee", self.taker_fee), ("maker_fee", self.maker_fee),
@@ -117,6 +123,19 @@ class SimulatedVenue:
             return self.prices[symbol]
         except KeyError:
             raise ccxt.ExchangeNotAvailable(f"simulator has no price for {symbol} yet") from None
+
+    def market(self, symbol: str) -> dict:
+        """ccxt's market dict (the same object ccxt returns); BadSymbol for an unknown symbol."""
+        market = self._markets.get(symbol)
+        if market is None:
+            market = self._markets[symbol] = self.rules.helper.market(symbol)
+        return market
+
+    def amount_to_precision(self, symbol: str, amount: float) -> str:
+        return _memo(self._amounts, self.rules.helper.amount_to_precision, symbol, amount)
+
+    def price_to_precision(self, symbol: str, price: float) -> str:
+        return _memo(self._prices, self.rules.helper.price_to_precision, symbol, price)
 
     def next_id(self) -> str:
         return str(next(self._ids))
@@ -181,13 +200,13 @@ class SimulatedExchange:
 
     # ---------------------------------------------------------------- sync helpers
     def market(self, symbol: str) -> dict:
-        return self.venue.rules.helper.market(symbol)
+        return self.venue.market(symbol)
 
     def amount_to_precision(self, symbol: str, amount: float) -> str:
-        return self.venue.rules.helper.amount_to_precision(symbol, amount)
+        return self.venue.amount_to_precision(symbol, amount)
 
     def price_to_precision(self, symbol: str, price: float) -> str:
-        return self.venue.rules.helper.price_to_precision(symbol, price)
+        return self.venue.price_to_precision(symbol, price)
 
     def milliseconds(self) -> int:
         return self.venue.now_ms
@@ -290,7 +309,7 @@ class SimulatedExchange:
     async def create_order(self, symbol: str, type: str, side: str, amount: float, price: float | None = None,
                            params: dict | None = None) -> dict:
         self._fault("create_order", False)
-        params = dict(params or {})
+        params = params or {}  # read only
         market = self.market(symbol)
         side = (side or "").lower()
         if side not in ("buy", "sell"):
@@ -568,8 +587,29 @@ class SimulatedExchange:
         return None
 
 
+_PRIVATE_KEYS = ("_kind",)  # every key the simulator adds to its order dicts for itself
+
+
 def _public(order: dict) -> dict:
     """A copy without simulator-private keys (the caller may keep or mutate it)."""
-    out = {k: v for k, v in order.items() if not k.startswith("_")}
+    out = order.copy()
+    for key in _PRIVATE_KEYS:
+        out.pop(key, None)
     out["info"] = dict(order["info"])
+    return out
+
+
+_MEMO_LIMIT = 100_000
+
+
+def _memo(cache: dict, fn: Callable[[str, Any], str], symbol: str, value: Any) -> str:
+    """``fn(symbol, value)`` memoised for non-zero floats (0.0 and -0.0 compare equal; other types pass through)."""
+    if type(value) is not float or value == 0:
+        return fn(symbol, value)
+    key = (symbol, value)
+    out = cache.get(key)
+    if out is None:
+        if len(cache) >= _MEMO_LIMIT:
+            cache.clear()
+        out = cache[key] = fn(symbol, value)
     return out
