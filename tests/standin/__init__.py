@@ -1,0 +1,1 @@
+"""Tests room: a local Binance USDⓈ-M stand-in HTTP server, used only to record vcrpy cassettes."""
