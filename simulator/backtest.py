@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from engine import Account, ExecutionConfig, MultiAccountExecutor, Signal
-from engine.results import FAILED, SKIPPED, AccountResult
+from engine.results import SKIPPED, AccountResult
 from simulator.exchange import ClosedPosition, SimulatedExchange, SimulatedVenue
 from simulator.fills import first_hit
 from simulator.rules import MarketRules
@@ -103,7 +103,13 @@ class BacktestRunner:
 
     # ------------------------------------------------------------------ running
     def run(self) -> BacktestResult:
-        return asyncio.run(self.arun())
+        box: list[BacktestResult] = []
+
+        async def main() -> None:  # the result is not the task's: asyncio.run would repr it (50k trades)
+            box.append(await self.arun())
+
+        asyncio.run(main())
+        return box[0]
 
     async def arun(self) -> BacktestResult:
         bar = None
@@ -204,7 +210,7 @@ class BacktestRunner:
             await self.executor.watcher.on_order_update(account, order)
 
     def _close_at_end(self) -> None:
-        for name, ex in self.exchanges.items():
+        for ex in self.exchanges.values():
             for symbol, pos in list(ex.positions.items()):
                 c = self.replays[symbol].c
                 last = float(c.close[-1])
@@ -264,26 +270,35 @@ class BacktestRunner:
         step = max(1, len(c.time) // self.equity_points)
         grid_idx = np.arange(0, len(c.time), step)
         grid_t = c.time[grid_idx]
-        closes = {s: r.c.close for s, r in self.replays.items()}
-        times = {s: r.c.time for s, r in self.replays.items()}
+        names = list(self.balances)
+        row = {n: i for i, n in enumerate(names)}
+        realized = np.zeros((len(names), len(grid_t) + 1))
+        floating = np.zeros((len(names), len(grid_t)))
+        if trades:
+            # every trade's open grid points [a, b) flattened in trade order: np.add.at adds them one by one in
+            # that order, so each cell's floating-point sum is the one a loop over trades would make
+            acct = np.array([row[t["account"]] for t in trades])
+            a = np.searchsorted(grid_t, np.array([t["entry_time"] for t in trades]), side="right")
+            b = np.searchsorted(grid_t, np.array([t["exit_time"] for t in trades]), side="right")
+            np.add.at(realized, (acct, b), np.array([t["pnl"] for t in trades], dtype=float))
+            span = np.maximum(b - a, 0)
+            owner = np.repeat(np.arange(len(trades)), span)  # trade of each (trade, grid point) pair
+            cell = np.arange(len(owner)) - np.repeat(np.cumsum(span) - span, span) + a[owner]
+            close = np.empty(len(owner))
+            symbols = np.array([t["symbol"] for t in trades])
+            for sym, r in self.replays.items():  # the close in force at each grid point, per symbol
+                mask = symbols[owner] == sym
+                if mask.any():
+                    k = np.clip(np.searchsorted(r.c.time, grid_t, side="right") - 1, 0, len(r.c.close) - 1)
+                    close[mask] = r.c.close[k][cell[mask]]
+            entry = np.array([t["entry_price"] for t in trades], dtype=float)
+            qty = np.array([t["quantity"] for t in trades], dtype=float)
+            direction = np.array([1.0 if t["side"] == "LONG" else -1.0 for t in trades])
+            margin = np.array([t["margin"] for t in trades], dtype=float)
+            entry_fee = entry * qty * self.venue.taker_fee
+            move = (close - entry[owner]) * qty[owner] * direction[owner]
+            np.add.at(floating, (acct[owner], cell), np.maximum(move, -margin[owner]) - entry_fee[owner])
         out = {}
-        by_account: dict[str, list[dict]] = {n: [] for n in self.balances}
-        for t in trades:
-            by_account[t["account"]].append(t)
-        for name, start in self.balances.items():
-            realized = np.zeros(len(grid_t) + 1)
-            floating = np.zeros(len(grid_t))
-            for t in by_account[name]:
-                a = int(np.searchsorted(grid_t, t["entry_time"], side="right"))
-                b = int(np.searchsorted(grid_t, t["exit_time"], side="right"))
-                realized[b] += t["pnl"]
-                if b > a:
-                    sym_t, sym_c = times[t["symbol"]], closes[t["symbol"]]
-                    k = np.searchsorted(sym_t, grid_t[a:b], side="right") - 1
-                    k = np.clip(k, 0, len(sym_c) - 1)
-                    direction = 1.0 if t["side"] == "LONG" else -1.0
-                    move = (sym_c[k] - t["entry_price"]) * t["quantity"] * direction
-                    entry_fee = t["entry_price"] * t["quantity"] * self.venue.taker_fee
-                    floating[a:b] += np.maximum(move, -t["margin"]) - entry_fee
-            out[name] = start + np.cumsum(realized)[:-1] + floating
+        for i, (name, start) in enumerate(self.balances.items()):
+            out[name] = start + np.cumsum(realized[i])[:-1] + floating[i]
         return grid_t, out
