@@ -51,6 +51,9 @@ def _apikey_label(key: str, value: str, request: Request) -> str:
     return f"<{_labels.get(value, 'unlabelled account')}>"
 
 
+CCXT_IDS = ("newClientOrderId", "clientAlgoId")  # ccxt fills these with a random "x-…" id when none is given
+
+
 def _params(r: Request) -> list[tuple[str, str]]:
     items = list(r.query)
     body = r.body
@@ -58,7 +61,8 @@ def _params(r: Request) -> list[tuple[str, str]]:
         body = body.decode("utf-8", "replace")
     if body:
         items += parse_qsl(body, keep_blank_values=True)
-    return sorted((k, v) for k, v in items if k not in VOLATILE)
+    return sorted((k, "<ccxt id>" if k in CCXT_IDS and v.startswith("x-") else v)
+                  for k, v in items if k not in VOLATILE)
 
 
 def match_binance_params(r1: Request, r2: Request) -> None:
@@ -250,8 +254,22 @@ class Replay:
         return out
 
 
+_replays: dict[tuple[str, str | None], Replay] = {}
+
+
 async def replay(name: str, *, api_url: str | None = STANDIN_URL) -> Replay:
-    """Replay scenario ``name`` from its cassette through create_live_exchanges and the engine."""
+    """Replay scenario ``name`` from its cassette through create_live_exchanges and the engine.
+
+    Replays are deterministic, so each (scenario, api_url) runs once per session and is shared read-only
+    (ccxt's rate limiter makes a replay take about a second).
+    """
+    key = (name, api_url)
+    if key not in _replays:
+        _replays[key] = await _replay(name, api_url)
+    return _replays[key]
+
+
+async def _replay(name: str, api_url: str | None) -> Replay:
     from live.exchange import close_all, create_live_exchanges
     from tests.standin.scenarios import SCENARIOS, dummy_credentials, run_scenario
 

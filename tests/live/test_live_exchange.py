@@ -122,6 +122,20 @@ async def test_watcher_fetches_and_cancels_algo_orders_with_trigger():
     assert rep.outcome.executor.watcher.open_brackets() == []
 
 
+async def test_reconcile_after_restart_protects_and_cleans_up():
+    rep = await replay("reconcile")
+    one, two, three = rep.outcome.reports
+    assert one.protected == ["BTC/USDT:USDT stop 49000"] and not one.orphans_cancelled
+    stop = body(rep.requests("Account 1", "POST", "/fapi/v1/algoOrder")[-1][0])
+    assert stop["type"] == "STOP_MARKET" and stop["reduceOnly"] == "true" and stop["triggerPrice"] == "49000"
+    assert stop["workingType"] == "MARK_PRICE" and stop["clientAlgoId"].startswith("x-")  # ccxt's own id
+    assert len(two.orphans_cancelled) == 2 and not two.protected
+    assert len(rep.requests("Account 2", "DELETE", "/fapi/v1/algoOrder")) == 2
+    assert not three.changed
+    listed = rep.requests(method="GET", path="/fapi/v1/openAlgoOrders")
+    assert len(listed) == 3 and all("symbol" not in body(req) for req, _ in listed)
+
+
 # ---------------------------------------------------------------------------------------------- failures
 def errors(rep, account: str) -> list[tuple[str, BaseException]]:
     return rep.exchanges[account].errors

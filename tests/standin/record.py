@@ -31,6 +31,7 @@ from tests.standin.scenarios import (
     SYMBOL_ID,
     DummyCredentials,
     Scenario,
+    break_brackets,
     build_standin,
     dummy_credentials,
     run_scenario,
@@ -52,6 +53,9 @@ def _metadata(scenario: Scenario, venue: str, signal: dict, balances: Any) -> di
 def _report(name: str, outcome: Any) -> None:
     for r in outcome.summary.results:
         print(f"  {name:<20} {r.account:<12} {r.status:<8} qty={r.quantity:g} closed={r.closed} {r.reason[:90]}")
+    for rep in outcome.reports:
+        print(f"  {name:<20} {rep.account:<12} reconcile: protected={rep.protected} closed={rep.closed} "
+              f"orphans={len(rep.orphans_cancelled)} errors={rep.errors}")
 
 
 async def record_standin(scenario: Scenario, port: int) -> bool:
@@ -65,7 +69,8 @@ async def record_standin(scenario: Scenario, port: int) -> bool:
             accounts = await create_live_exchanges(creds, demo=False, api_url=url, timeout_ms=scenario.timeout_ms)
             try:
                 outcome = await run_scenario(scenario, accounts,
-                                             move_price=lambda p: standin.set_price(SYMBOL_ID, p))
+                                             move_price=lambda p: standin.set_price(SYMBOL_ID, p),
+                                             break_brackets=lambda: break_brackets(standin))
             finally:
                 await close_all(accounts)
             await asyncio.sleep(0)  # let the stand-in finish any late replies before the cassette closes

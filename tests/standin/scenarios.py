@@ -6,13 +6,15 @@ demo venue) with vcrpy recording; the tests run the very same ``run_scenario`` a
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine import MultiAccountExecutor, parse_signal
+from engine import BracketWatcher, MultiAccountExecutor, parse_signal
 from engine.ports import Account
 from engine.results import SignalSummary
+from engine.watcher import ReconcileReport
 from tests.standin.server import LOST_REPLY, LOST_REQUEST, REJECT, UNKNOWN_STATUS, StandIn
 
 SYMBOL_ID = "BTCUSDT"
@@ -48,6 +50,8 @@ class Scenario:
     advertised_min_notional: MIN_NOTIONAL the stand-in's exchangeInfo shows (it enforces the real one).
     mark_after_first_fill: the mark price jumps here right after the first entry fills (a fast market).
     watch_price: after execution, the mark moves here and the bracket watcher polls once.
+    restart: after execution, Account 1's stop-loss disappears and Account 2's position is closed outside the
+        bot; then a fresh watcher (a restarted process) reconciles every account.
     demo: also recordable against Binance demo trading (--live-demo).
     """
 
@@ -60,6 +64,7 @@ class Scenario:
     advertised_min_notional: dict[str, str] = field(default_factory=dict)
     mark_after_first_fill: dict[str, float] = field(default_factory=dict)
     watch_price: float | None = None
+    restart: bool = False
     timeout_ms: int = 10_000
     demo: bool = False
 
@@ -81,6 +86,8 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
     Scenario("seed", "seed signal on three accounts: entry, stop-loss and take-profit algo orders each", demo=True),
     Scenario("watcher", "seed signal, then the take-profit fills and the watcher cancels the stop-loss",
              watch_price=51000.0),
+    Scenario("reconcile", "restart: a position without its stop gets one, orders without a position are "
+                          "cancelled", restart=True),
     Scenario("insufficient_margin", "-2019 on Account 2's entry: that account fails, the others trade",
              faults=({"method": "POST", "path": "/fapi/v1/order", "code": -2019, "account": "Account 2"},)),
     Scenario("min_notional", "-4164: exchangeInfo shows the stale MIN_NOTIONAL 5, Binance enforces 100",
@@ -107,6 +114,12 @@ assert all(f.get("kind", REJECT) in (REJECT, LOST_REPLY, LOST_REQUEST, UNKNOWN_S
            for s in SCENARIOS.values() for f in s.faults)
 
 
+def break_brackets(standin: StandIn) -> None:
+    """What the reconcile scenario does behind the bot's back (stand-in side)."""
+    standin.cancel_algos("Account 1", "STOP_MARKET")
+    standin.close_position("Account 2", SYMBOL_ID)
+
+
 def build_standin(scenario: Scenario, credentials: list[DummyCredentials]) -> StandIn:
     price = float(scenario.signal["entry"])
     standin = StandIn(prices={SYMBOL_ID: price}, advertised_min_notional=scenario.advertised_min_notional,
@@ -125,14 +138,19 @@ class Outcome:
     summary: SignalSummary
     executor: MultiAccountExecutor
     fills_seen: int | None = None
+    reports: list[ReconcileReport] = field(default_factory=list)
 
     def result(self, name: str) -> Any:
         return next(r for r in self.summary.results if r.account == name)
 
 
 async def run_scenario(scenario: Scenario, accounts: list[Account], signal: dict | None = None, *,
-                       move_price: Callable[[float], None] | None = None) -> Outcome:
-    """Execute the scenario's signal on ``accounts``; for watcher scenarios move the price and poll once."""
+                       move_price: Callable[[float], None] | None = None,
+                       break_brackets: Callable[[], Any] | None = None) -> Outcome:
+    """Execute the scenario's signal on ``accounts``; then, per scenario, let the watcher poll after the price
+    moved (``move_price``, venue side) or reconcile after a restart (``break_brackets``, venue side).
+    The venue-side hooks are only given when recording or simulating; a replay finds their effects in the
+    cassette."""
     executor = MultiAccountExecutor(accounts, retry_delay=RETRY_DELAY)
     summary = await executor.execute(parse_signal(dict(signal or scenario.signal)))
     outcome = Outcome(summary, executor)
@@ -140,4 +158,9 @@ async def run_scenario(scenario: Scenario, accounts: list[Account], signal: dict
         if move_price is not None:
             move_price(scenario.watch_price)
         outcome.fills_seen = await executor.watcher.poll()
+    if scenario.restart:
+        if break_brackets is not None and inspect.isawaitable(done := break_brackets()):
+            await done
+        watcher = BracketWatcher(accounts)  # a restarted process knows no brackets
+        outcome.reports = [await watcher.reconcile(a) for a in accounts]
     return outcome

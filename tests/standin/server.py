@@ -98,6 +98,21 @@ class StandIn:
              times: int = 1, seconds: float = 0.0, when: Callable[[dict], bool] | None = None) -> None:
         self.faults.append(Fault(method, path, kind, code, account, times, seconds, when))
 
+    def account(self, name: str) -> StandInAccount:
+        return next(a for a in self.accounts.values() if a.name == name)
+
+    def cancel_algos(self, name: str, order_type: str) -> None:
+        """Out-of-band: the account's open trigger orders of this type disappear (cancelled in the app)."""
+        for algo in self.account(name).algos.values():
+            if algo["algoStatus"] == "NEW" and algo["orderType"] == order_type:
+                algo.update(algoStatus="CANCELED", updateTime=_now())
+
+    def close_position(self, name: str, sid: str) -> None:
+        """Out-of-band: the account's position is closed at market (e.g. by hand in the app)."""
+        acct = self.account(name)
+        pos = acct.positions[sid]
+        self._market(acct, sid, "SELL" if pos["amt"] > 0 else "BUY", abs(pos["amt"]), True, None)
+
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
