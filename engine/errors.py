@@ -15,6 +15,12 @@ def is_timeout(exc: BaseException) -> bool:
     return is_error(exc, "RequestTimeout")
 
 
+def is_outcome_unknown(exc: BaseException) -> bool:
+    """The request may have reached the matching engine: a timeout, or an HTTP 5xx (ccxt's ExchangeNotAvailable;
+    Binance documents that a 503 "Unknown error" may have executed). Look an order up before resending it."""
+    return is_error(exc, "RequestTimeout", "ExchangeNotAvailable")
+
+
 def is_transient(exc: BaseException) -> bool:
     """Rejected before acting (rate limit, maintenance): safe to resend with the same client order id."""
     return is_error(exc, *TRANSIENT)

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from engine.config import ExecutionConfig
-from engine.errors import describe, is_order_not_found, is_timeout, is_transient
+from engine.errors import describe, is_order_not_found, is_outcome_unknown, is_transient
 from engine.ids import client_order_id
 from engine.ports import Account, Notifier, NullNotifier
 from engine.results import FAILED, SKIPPED, SUCCESS, AccountResult, ExecutionStats, SignalSummary
@@ -263,9 +263,9 @@ class MultiAccountExecutor:
     ) -> dict:
         """Send an order without ever duplicating it.
 
-        Transient rejections (rate limit, maintenance) are retried with the same client order id. After a
-        timeout the order's state is unknown: it is looked up by client order id first and resent only if the
-        exchange says it does not exist.
+        Rate-limit rejections are retried with the same client order id. After a timeout or a 5xx the order's
+        state is unknown: it is looked up by client order id first and resent only if the exchange says it does
+        not exist (a filled market order is no longer "open", so Binance would accept the same id again).
         """
         params = {"clientOrderId": cid}
         if trigger:
@@ -274,7 +274,7 @@ class MultiAccountExecutor:
             try:
                 return await call()
             except Exception as exc:
-                if is_timeout(exc):
+                if is_outcome_unknown(exc):
                     # the order may exist even on the last attempt: look before giving up or resending
                     found = await self._lookup(ex, symbol, params)
                     if found is not None:

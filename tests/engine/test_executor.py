@@ -472,3 +472,14 @@ async def test_price_formatting_error_happens_before_the_entry(venue, make_accou
     assert r.status == "failed" and not r.entry_sent
     assert "unexpected error after sizing" in r.reason and "InvalidOrder" in r.reason
     assert not ex.orders and not ex.positions
+
+
+async def test_a_5xx_after_the_order_reached_the_exchange_does_not_duplicate_it(venue, make_accounts, seed_signal):
+    """ccxt raises ExchangeNotAvailable for Binance's HTTP 5xx, and Binance says a 503 "Unknown error" may have
+    executed: the order is looked up by client order id before any resend."""
+    accounts = make_accounts(1_000)
+    ex = accounts[0].exchange
+    ex.fail_next("create_order", ccxt.ExchangeNotAvailable("binanceusdm 503 Service Unavailable"), after_effect=True)
+    (r,) = (await no_wait(accounts).execute(seed_signal)).results
+    assert r.ok
+    assert len(ex.orders) == 1 and ex.positions[BTC].contracts == 0.008
