@@ -14,6 +14,7 @@ COMMAND_MODULES = [
     "fanout.cmd_run",
     "fanout.cmd_accounts",
     "fanout.cmd_data",
+    "fanout.cmd_report",
 ]
 
 
