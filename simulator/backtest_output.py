@@ -80,8 +80,13 @@ def summarize(result: BacktestResult) -> dict:
     }
 
 
-def write_outputs(result: BacktestResult, out_dir: str | Path, *, plot: bool = True) -> dict:
-    """Write every output file into ``out_dir``; return the summary dict."""
+def write_outputs(result: BacktestResult, out_dir: str | Path, *, plot: bool = True,
+                  candles_meta: dict | None = None) -> dict:
+    """Write every output file into ``out_dir``; return the summary dict.
+
+    candles_meta: how to find the candles again (path and timeframe, or the synthetic seed, start and minutes),
+    recorded under summary.json ``candles`` for reports and notebooks.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     trades = pd.DataFrame(result.trades, columns=TRADE_COLUMNS)
@@ -95,6 +100,8 @@ def write_outputs(result: BacktestResult, out_dir: str | Path, *, plot: bool = T
     equity.index.name = "time"
     equity.round(6).to_csv(out / "equity.csv")
     summary = summarize(result)
+    if candles_meta:
+        summary["candles"].update(candles_meta)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     if plot:
         plot_equity(equity, out / "equity.png", synthetic=result.synthetic)
