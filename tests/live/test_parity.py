@@ -90,3 +90,16 @@ async def test_parity_sequence_is_the_whole_bracket():
     assert methods[-3:] == ["fetch_open_orders", "fetch_order", "cancel_order"]
     assert live.exchanges["Account 1"].calls[-1] == (
         "cancel_order", ("<id>", "BTC/USDT:USDT", (("trigger", True),)), ())
+
+
+async def test_recorded_markets_match_the_simulator_rules(rules):
+    """The stand-in answered exchangeInfo and leverageBracket from data/market_rules.json; if the snapshot
+    changes, re-record the cassettes (docs/cassettes.md) or this and the parity tests fail."""
+    live = await replay("seed")
+    ex = live.exchanges["Account 1"]._inner
+    if live.meta["venue"] != "stand-in":
+        pytest.skip("cassette recorded against the demo venue: its rules are Binance's of that day")
+    for symbol, market in rules.markets.items():
+        recorded = ex.market(symbol)
+        assert recorded["precision"] == market["precision"], symbol
+        assert recorded["limits"] == market["limits"], symbol
