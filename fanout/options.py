@@ -29,7 +29,7 @@ def add_balance_options(p: argparse.ArgumentParser, default: str | None = "1000,
 def balances_from_args(args: argparse.Namespace, default: str = "1000,5000,500") -> dict[str, float]:
     if getattr(args, "accounts", None):
         return read_accounts_file(args.accounts)
-    return parse_balances(args.balances or default)
+    return parse_balances(args.balances if args.balances is not None else default)
 
 
 def config_from_args(args: argparse.Namespace, base: ExecutionConfig | None = None) -> ExecutionConfig:

@@ -25,6 +25,7 @@ from simulator.scan import LevelScanner
 
 log = logging.getLogger("fanout.backtest")
 END_OF_DATA = "end_of_data"
+EXIT_REASONS = ("take_profit", "stop_loss", "liquidation", END_OF_DATA)
 
 
 @dataclass
@@ -108,7 +109,18 @@ class BacktestRunner:
         async def main() -> None:  # the result is not the task's: asyncio.run would repr it (50k trades)
             box.append(await self.arun())
 
-        asyncio.run(main())
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            asyncio.run(main())
+        else:  # called from a running loop (Jupyter): run on a worker thread with its own loop
+            import threading
+
+            worker = threading.Thread(target=asyncio.run, args=(main(),), name="fanout-backtest")
+            worker.start()
+            worker.join()
+            if not box:
+                raise RuntimeError("backtest failed on its worker thread (see the log above)")
         return box[0]
 
     async def arun(self) -> BacktestResult:
@@ -143,8 +155,9 @@ class BacktestRunner:
         await self._flush_updates()
         self._summaries.append({"signal_id": signal.id, "succeeded": summary.succeeded, "total": summary.total})
         for r in summary.results:
-            if r.ok:
+            if r.ok or r.closed:  # an emergency-closed entry is a (one-candle) trade of this signal too
                 self._entries[(r.account, r.entry_order_id)] = r
+            if r.ok:
                 if signal.symbol in self.exchanges[r.account].positions:
                     self._schedule(r.account, signal.symbol, i)
             else:
@@ -240,7 +253,9 @@ class BacktestRunner:
             "take_profit": entry.take_profit if entry else None,
             "exit_time": cp.exit_time,
             "exit_price": cp.exit_price,
-            "exit_reason": cp.exit_reason,
+            # the only other reduce-only market close a backtest sends is the engine's emergency close after a
+            # rejected stop (the price was already past it): it is that trade's stop-loss exit
+            "exit_reason": cp.exit_reason if cp.exit_reason in EXIT_REASONS else "stop_loss",
             "fees": cp.fees,
             "pnl": cp.pnl,
         }

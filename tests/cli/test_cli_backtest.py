@@ -106,9 +106,7 @@ def bad_signals(tmp_path):
 
 @pytest.mark.parametrize("make_args, expected", [
     (lambda tmp: ["--balances", "1000,abc"], ["--balances", "#2", "'abc'"]),
-    pytest.param(lambda tmp: ["--balances", ""], ["--balances"], marks=pytest.mark.xfail(
-        reason="BUG: fanout/options.py balances_from_args treats an explicit empty --balances as absent "
-               "(`args.balances or default`) and runs with the default 1000,5000,500", strict=True)),
+    (lambda tmp: ["--balances", ""], ["--balances"]),
     (lambda tmp: ["--signals", str(tmp / "missing.csv")], ["signals file not found", "missing.csv"]),
     (lambda tmp: ["--signals", str(bad_signals(tmp))], ["bad.csv:3", "'stop_loss'"]),
     (lambda tmp: ["--candles", str(tmp / "nope.csv")], ["nope.csv", "not found"]),

@@ -204,16 +204,11 @@ def test_stop_rejected_at_the_entry_closes_the_position():
     assert not r.exchanges["A"].positions and open_triggers(r) == []
 
 
-@pytest.mark.xfail(reason="BUG: simulator/backtest.py records _entries only for ok results, so the trade row of an "
-                          "emergency-closed position (result.closed) has signal_id '' and no stop_loss/take_profit",
-                   strict=True)
 def test_emergency_close_trade_row_names_its_signal():
     (t,) = runner(GAPPED_ENTRY).run().trades
     assert (t["signal_id"], t["stop_loss"], t["take_profit"]) == ("s1", 49_500, 51_000)
 
 
-@pytest.mark.xfail(reason="BUG: an emergency close is written with exit_reason 'close', outside the documented "
-                          "set {take_profit, stop_loss, liquidation, end_of_data} of trades.csv", strict=True)
 def test_emergency_close_exit_reason_is_documented():
     (t,) = runner(GAPPED_ENTRY).run().trades
     assert t["exit_reason"] in {"take_profit", "stop_loss", "liquidation", "end_of_data"}
