@@ -291,6 +291,7 @@ class MultiAccountExecutor:
         """Find an order by client order id; None when the exchange says it does not exist."""
         last: Exception | None = None
         attempts = max(1, self.retries)  # at least one look, even with retries=0
+        await asyncio.sleep(self.retry_delay)  # let an order still in flight land before asking for it
         for attempt in range(attempts):
             try:
                 return await ex.fetch_order(None, symbol, dict(params))
