@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from engine.errors import describe, is_order_not_found
+from engine.ids import client_order_id
 from engine.ports import Account, Notifier, NullNotifier
 
 log = logging.getLogger("fanout.watcher")
@@ -175,9 +176,12 @@ class BracketWatcher:
                 continue
             contracts = abs(float(p["contracts"]))
             exit_side = "sell" if long else "buy"
+            # deterministic per position, so a lost reply can be looked up and a retry never duplicates
+            key = f"reconcile:{symbol}:{p.get('entryPrice')}:{contracts}"
             try:
                 if unprotected == "close":
-                    await ex.create_order(symbol, "market", exit_side, contracts, None, {"reduceOnly": True})
+                    await ex.create_order(symbol, "market", exit_side, contracts, None, {
+                        "reduceOnly": True, "clientOrderId": client_order_id(key, account.name, "X")})
                     report.closed.append(symbol)
                 else:
                     known = next((b for b in self.open_brackets() if b.account == account.name and b.symbol == symbol), None)
@@ -186,6 +190,7 @@ class BracketWatcher:
                     price = float(ex.price_to_precision(symbol, price))
                     await ex.create_order(symbol, "market", exit_side, contracts, None, {
                         "stopLossPrice": price, "reduceOnly": True, "workingType": "MARK_PRICE",
+                        "clientOrderId": client_order_id(key, account.name, "SL"),
                     })
                     report.protected.append(f"{symbol} stop {price:g}")
             except Exception as exc:
