@@ -128,7 +128,7 @@ async def test_reconcile_after_restart_protects_and_cleans_up():
     assert one.protected == ["BTC/USDT:USDT stop 49000"] and not one.orphans_cancelled
     stop = body(rep.requests("Account 1", "POST", "/fapi/v1/algoOrder")[-1][0])
     assert stop["type"] == "STOP_MARKET" and stop["reduceOnly"] == "true" and stop["triggerPrice"] == "49000"
-    assert stop["workingType"] == "MARK_PRICE" and stop["clientAlgoId"].startswith("x-")  # ccxt's own id
+    assert stop["workingType"] == "MARK_PRICE" and stop["clientAlgoId"].startswith("fo-")  # deterministic id
     assert len(two.orphans_cancelled) == 2 and not two.protected
     assert len(rep.requests("Account 2", "DELETE", "/fapi/v1/algoOrder")) == 2
     assert not three.changed
