@@ -8,8 +8,8 @@ import os
 import sys
 from typing import Any
 
+from fanout import paths
 from live.market_data import (
-    CACHE_ROOT,
     TIMEFRAMES,
     DownloadReport,
     MarketDataError,
@@ -40,14 +40,14 @@ def register(subparsers: Any) -> None:
                     help=f"one of {', '.join(TIMEFRAMES)}")
     dl.add_argument("--since", required=True, metavar="DATE", help="first candle, ISO date or date-time (UTC)")
     dl.add_argument("--until", metavar="DATE", help="end, exclusive, ISO date or date-time (UTC; default now)")
-    dl.add_argument("--cache-dir", default=str(CACHE_ROOT), metavar="DIR", help="cache folder (default %(default)s)")
+    dl.add_argument("--cache-dir", default=str(paths.cache_dir()), metavar="DIR", help="cache folder (default %(default)s)")
     dl.add_argument("--retries", type=int, default=2, metavar="N",
                     help="retries of a request after a transient network error (default %(default)s)")
     dl.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     dl.set_defaults(func=handle_download)
 
     ls = sub.add_parser("list", help="show the cached candle files")
-    ls.add_argument("--cache-dir", default=str(CACHE_ROOT), metavar="DIR", help="cache folder (default %(default)s)")
+    ls.add_argument("--cache-dir", default=str(paths.cache_dir()), metavar="DIR", help="cache folder (default %(default)s)")
     ls.set_defaults(func=handle_list)
 
 

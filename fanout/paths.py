@@ -12,10 +12,16 @@ def data_dir() -> Path:
     return Path(os.environ.get("FANOUT_DATA_DIR") or PROJECT_ROOT / "data")
 
 
+def cache_dir() -> Path:
+    """Where `fanout data download` stores candles and backtests look for them."""
+    return data_dir() / "cache"
+
+
 def cache_file(symbol: str, timeframe: str) -> Path:
-    """data/cache/<BASE><QUOTE>-<tf>.csv, the layout `fanout data download` writes."""
-    base_quote = symbol.split(":")[0].replace("/", "")
-    return data_dir() / "cache" / f"{base_quote}-{timeframe}.csv"
+    """<cache_dir>/<BASE><QUOTE>-<tf>.csv, the layout live/market_data.py writes."""
+    from live.market_data import cache_path
+
+    return cache_path(symbol, timeframe, cache_dir())
 
 
 def demo_signals_file() -> Path:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import sys
 from dataclasses import dataclass
 from functools import cached_property
@@ -25,6 +26,12 @@ from typing import Any
 import ccxt
 
 SNAPSHOT = Path(__file__).resolve().parents[1] / "data" / "market_rules.json"
+
+
+def snapshot_path() -> Path:
+    """The snapshot in FANOUT_DATA_DIR when set (installed copies, Docker), else the checkout's data/."""
+    override = os.environ.get("FANOUT_DATA_DIR")
+    return Path(override) / "market_rules.json" if override else SNAPSHOT
 MIN_NOTIONAL_OBSERVED = {"BTCUSDT": "100", "ETHUSDT": "20"}
 
 
@@ -105,7 +112,7 @@ class MarketRules:
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> MarketRules:
-        p = Path(path) if path else SNAPSHOT
+        p = Path(path) if path else snapshot_path()
         try:
             return cls(json.loads(p.read_text()))
         except FileNotFoundError:
