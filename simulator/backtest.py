@@ -9,9 +9,11 @@ the sibling order like it does live.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import heapq
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -42,6 +44,23 @@ class BacktestResult:
     synthetic: bool
     candles_source: str
     summaries: list[dict] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector (reference counting still frees everything a run discards).
+
+    A run builds up hundreds of thousands of long-lived, acyclic objects (orders, results, trades) that each of
+    the collector's passes would walk again: about a sixth of a 100-account run. The runner's own cycles are
+    collected once it is dropped.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 class _Replay:
@@ -124,20 +143,21 @@ class BacktestRunner:
         return box[0]
 
     async def arun(self) -> BacktestResult:
-        bar = None
-        if self.progress:
-            from tqdm import tqdm
+        with _cyclic_gc_paused():
+            bar = None
+            if self.progress:
+                from tqdm import tqdm
 
-            bar = tqdm(total=len(self.signals), unit="signal", desc="backtest", leave=False)
-        for signal in self.signals:
-            await self._signal(signal)
+                bar = tqdm(total=len(self.signals), unit="signal", desc="backtest", leave=False)
+            for signal in self.signals:
+                await self._signal(signal)
+                if bar is not None:
+                    bar.update(1)
             if bar is not None:
-                bar.update(1)
-        if bar is not None:
-            bar.close()
-        await self._drain_events(None)
-        self._close_at_end()
-        return self._result()
+                bar.close()
+            await self._drain_events(None)
+            self._close_at_end()
+            return self._result()
 
     async def _signal(self, signal: Signal) -> None:
         replay = self.replays.get(signal.symbol)
