@@ -32,21 +32,24 @@ def balances_from_args(args: argparse.Namespace, default: str = "1000,5000,500")
     return parse_balances(args.balances if args.balances is not None else default)
 
 
+# CLI flag → (ExecutionConfig field, conversion); percentages on the command line, fractions in the config
+_CONFIG_FLAGS = {
+    "leverage": ("leverage", int),
+    "position_pct": ("position_size_pct", lambda v: v / 100),
+    "max_position": ("max_position_usd", float),
+    "min_balance": ("min_balance_usd", float),
+    "daily_loss_pct": ("daily_loss_limit_pct", lambda v: v / 100),
+    "max_open": ("max_open_positions", int),
+    "min_rr": ("min_reward_risk", float),
+}
+
+
 def config_from_args(args: argparse.Namespace, base: ExecutionConfig | None = None) -> ExecutionConfig:
+    """The base config (defaults or the environment's) with the sizing / risk flags that were given."""
+    changes = {
+        name: convert(getattr(args, flag))
+        for flag, (name, convert) in _CONFIG_FLAGS.items()
+        if getattr(args, flag, None) is not None
+    }
     cfg = base or ExecutionConfig()
-    changes = {}
-    if args.leverage is not None:
-        changes["leverage"] = args.leverage
-    if args.position_pct is not None:
-        changes["position_size_pct"] = args.position_pct / 100
-    if args.max_position is not None:
-        changes["max_position_usd"] = args.max_position
-    if args.min_balance is not None:
-        changes["min_balance_usd"] = args.min_balance
-    if args.daily_loss_pct is not None:
-        changes["daily_loss_limit_pct"] = args.daily_loss_pct / 100
-    if args.max_open is not None:
-        changes["max_open_positions"] = args.max_open
-    if args.min_rr is not None:
-        changes["min_reward_risk"] = args.min_rr
     return replace(cfg, **changes) if changes else cfg
