@@ -267,15 +267,13 @@ class MultiAccountExecutor:
         state is unknown: it is looked up by client order id first and resent only if the exchange says it does
         not exist (a filled market order is no longer "open", so Binance would accept the same id again).
         """
-        params = {"clientOrderId": cid}
-        if trigger:
-            params["trigger"] = True
         for attempt in range(self.retries + 1):
             try:
                 return await call()
             except Exception as exc:
                 if is_outcome_unknown(exc):
                     # the order may exist even on the last attempt: look before giving up or resending
+                    params = {"clientOrderId": cid, "trigger": True} if trigger else {"clientOrderId": cid}
                     found = await self._lookup(ex, symbol, params)
                     if found is not None:
                         return found
@@ -312,7 +310,8 @@ class MultiAccountExecutor:
     async def _notify(self, coro: Awaitable[None]) -> None:
         """Alerts never block or fail trading."""
         try:
-            await asyncio.wait_for(coro, self.notify_timeout)
+            async with asyncio.timeout(self.notify_timeout):  # no extra task, unlike wait_for (Python 3.11)
+                await coro
         except Exception as exc:  # noqa: BLE001
             log.warning("notification failed: %s", describe(exc))
 
