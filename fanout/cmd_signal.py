@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 
@@ -117,7 +118,9 @@ async def _execute(args: argparse.Namespace) -> tuple[Signal, SignalSummary | No
 
 def run(args: argparse.Namespace) -> int:
     try:
-        signal, summary, mode = asyncio.run(_execute(args))
+        # with --json, stdout carries only the JSON document: the live banner and the like go to stderr
+        with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+            signal, summary, mode = asyncio.run(_execute(args))
     except (SignalError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
