@@ -8,9 +8,11 @@ Fill rules: simulator/fills.py.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import itertools
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -88,7 +90,7 @@ class SimulatedVenue:
     _algo_ids: itertools.count = field(default_factory=lambda: itertools.count(3_000_000_001))
     # ccxt lookups are pure functions of the rules: memoised (accounts on one signal ask the same questions)
     _markets: dict[str, dict] = field(default_factory=dict, repr=False, compare=False)
-    _amounts: dict[tuple[str, float], str] = field(default_factory=dict, repr=False, compare=False)
+    _amounts: dict[str, _TruncationMemo] = field(default_factory=dict, repr=False, compare=False)
     _prices: dict[tuple[str, float], str] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -132,7 +134,10 @@ class SimulatedVenue:
         return market
 
     def amount_to_precision(self, symbol: str, amount: float) -> str:
-        return _memo(self._amounts, self.rules.helper.amount_to_precision, symbol, amount)
+        memo = self._amounts.get(symbol)
+        if memo is None:
+            memo = self._amounts[symbol] = _TruncationMemo(symbol, self.rules.helper.amount_to_precision)
+        return memo(amount)
 
     def price_to_precision(self, symbol: str, price: float) -> str:
         return _memo(self._prices, self.rules.helper.price_to_precision, symbol, price)
@@ -600,6 +605,39 @@ def _public(order: dict) -> dict:
 
 
 _MEMO_LIMIT = 100_000
+
+
+class _TruncationMemo:
+    """ccxt's ``amount_to_precision(symbol, amount)`` for one symbol, answered without ccxt where it is known.
+
+    Truncating to the step is monotone in the amount and its string depends only on the truncated value, so an
+    amount lying between two amounts that gave the same string gives that string too. Sizing asks for a new
+    amount on every account and signal; after a few ccxt calls per step almost all are answered here.
+    Non-float, non-positive and non-finite amounts, and amounts ccxt rejects, always go to ccxt.
+    """
+
+    __slots__ = ("symbol", "fn", "xs", "outs")
+
+    def __init__(self, symbol: str, fn: Callable[[str, Any], str]) -> None:
+        self.symbol, self.fn = symbol, fn
+        self.xs: list[float] = []  # amounts asked, ascending
+        self.outs: list[str] = []  # ccxt's answer for each
+
+    def __call__(self, amount: Any) -> str:
+        if type(amount) is not float or not 0 < amount < math.inf:
+            return self.fn(self.symbol, amount)
+        xs, outs = self.xs, self.outs
+        i = bisect.bisect_left(xs, amount)
+        if i < len(xs) and (xs[i] == amount or (i > 0 and outs[i - 1] == outs[i])):
+            return outs[i]
+        out = self.fn(self.symbol, amount)
+        if len(xs) >= _MEMO_LIMIT:
+            xs.clear()
+            outs.clear()
+            i = 0
+        xs.insert(i, amount)
+        outs.insert(i, out)
+        return out
 
 
 def _memo(cache: dict, fn: Callable[[str, Any], str], symbol: str, value: Any) -> str:
