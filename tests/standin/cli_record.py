@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 import tempfile
 import threading
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import ccxt
 
@@ -130,7 +132,10 @@ def record_cli(scenario: CliScenario, port: int = 0) -> bool:
         standin: StandIn = MarketStandIn(symbol=SYMBOL_ID, candles=flows.CANDLES, now=flows.ENTRY_CLOCK)
     else:
         standin = build_standin(SCENARIOS["seed"], creds)
-    with tempfile.TemporaryDirectory() as tmp, serving(standin, port) as url:
+    # the env files alone configure the commands: the real environment (which load_env lets win) is set aside
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(flows.ENV_PREFIXES)}
+    with mock.patch.dict(os.environ, clean, clear=True), tempfile.TemporaryDirectory() as tmp, \
+            serving(standin, port) as url:
         with use_cassette(scenario.cassette, record=True) as cassette:
             cassette.get_metadata("fanout", _metadata(scenario))
             codes = scenario.run(url, Path(tmp), standin)
