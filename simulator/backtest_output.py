@@ -109,22 +109,28 @@ def write_outputs(result: BacktestResult, out_dir: str | Path, *, plot: bool = T
 
 
 def plot_equity(equity: pd.DataFrame, path: Path, *, synthetic: bool) -> None:
-    """Equity curves, one line per account (first 20 accounts when there are more)."""
+    """Equity per account in USDT (top) and as % return (bottom, comparable across balances); ≤ 20 accounts."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(10, 5))
+    fig, (ax, ax_pct) = plt.subplots(2, 1, figsize=(10, 7), sharex=True, height_ratios=(3, 2))
     cols = list(equity.columns)[:20]
     for col in cols:
         ax.plot(equity.index, equity[col], label=col, linewidth=1)
+        start = equity[col].iloc[0]
+        if start:
+            ax_pct.plot(equity.index, (equity[col] / start - 1) * 100, label=col, linewidth=1)
     title = "Equity per account" + (" — SYNTHETIC candles" if synthetic else "")
     if len(equity.columns) > len(cols):
         title += f" (first {len(cols)} of {len(equity.columns)})"
     ax.set_title(title)
     ax.set_ylabel("USDT")
-    ax.grid(alpha=0.3)
+    ax_pct.set_ylabel("return %")
+    ax_pct.axhline(0, color="grey", linewidth=0.6)
+    for a in (ax, ax_pct):
+        a.grid(alpha=0.3)
     if len(cols) <= 10:
         ax.legend(loc="best", fontsize=8)
     fig.autofmt_xdate()
