@@ -4,7 +4,7 @@ Prints both wall-clock times, the ratio (ours / theirs) and both trade counts; a
 benchmarks/README.md for what is timed, how the two sides are aligned and the latest figures.
 
     .venv/bin/python benchmarks/bench_backtest.py            # or: make bench
-    .venv/bin/python benchmarks/bench_backtest.py --runs 3 --dump /tmp/bench-out
+    .venv/bin/python benchmarks/bench_backtest.py --runs 1 --ours-only --dump /tmp/bench-out   # profiling, diffs
 """
 
 from __future__ import annotations
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--accounts", type=int, default=100, help="our simulated accounts (default 100)")
     p.add_argument("--signals", type=int, default=1000, help="signals (default 1000)")
     p.add_argument("--candles", type=int, default=YEAR_MINUTES, help="one-minute candles (default a year)")
-    p.add_argument("--runs", type=int, default=2, help="time each side N times, keep the best (default 2)")
+    p.add_argument("--runs", type=int, default=3, help="time each side N times, keep the best (default 3)")
     p.add_argument("--ours-only", action="store_true", help="skip backtesting.py (profiling our side)")
     p.add_argument("--dump", metavar="DIR", help="also write our run's trades.csv / summary.json / equity.csv")
     args = p.parse_args(argv)
@@ -165,11 +165,27 @@ def main(argv: list[str] | None = None) -> int:
 
     frame = their_frame(candles)
     theirs_s, theirs_cpu, stats = best_of(args.runs, lambda: run_theirs(frame, candles, signals))
-    print(f"theirs    {theirs_s:8.2f} s  (cpu {theirs_cpu:.2f} s)  1 account, {int(stats['# Trades']):,} trades (backtesting.py "
-          f"{_version()})")
+    print(f"theirs    {theirs_s:8.2f} s  (cpu {theirs_cpu:.2f} s)  1 account, {int(stats['# Trades']):,} trades "
+          f"(backtesting.py {_version()})")
     print(f"ratio     {ours_s / theirs_s:8.2f}  (ours / theirs; <= 1 means our {len(balances)} accounts run no "
           f"slower than their one)")
+    print(compare_largest(result, stats))
     return 0
+
+
+def compare_largest(result, stats) -> str:
+    """Our largest account against their one account: trades, winners, same entry and exit minutes."""
+    name = max(result.accounts, key=result.accounts.get)
+    ours = [t for t in result.trades if t["account"] == name]
+    theirs = stats["_trades"]
+    their_in = {int(t.value // 1_000_000) for t in theirs["EntryTime"]}  # bar open times, like ours
+    their_out = {int(t.value // 1_000_000) for t in theirs["ExitTime"]}
+    same_in = sum(t["entry_time"] in their_in for t in ours)
+    same_out = sum(t["exit_time"] in their_out for t in ours)
+    won = sum(t["pnl"] > 0 for t in ours) / len(ours) * 100 if ours else 0.0
+    return (f"check     our {name} (${result.accounts[name]:,.0f}): {len(ours)} trades, {won:.1f}% won; theirs: "
+            f"{len(theirs)} trades, {stats['Win Rate [%]']:.1f}% won; same entry minute {same_in}/{len(ours)}, "
+            f"same exit candle {same_out}/{len(ours)}")
 
 
 def _version() -> str:
