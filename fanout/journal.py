@@ -21,6 +21,7 @@ from sqlalchemy import (
     Table,
     Text,
     create_engine,
+    delete,
     insert,
     select,
     update,
@@ -96,6 +97,11 @@ class Journal:
             return True
         except IntegrityError:
             return False
+
+    def release_signal(self, signal_id: str) -> None:
+        """Undo a claim when nothing was sent (e.g. no price yet), so the signal can be tried again."""
+        with self.engine.begin() as conn:
+            conn.execute(delete(processed_signals).where(processed_signals.c.signal_id == signal_id))
 
     def is_processed(self, signal_id: str) -> bool:
         with self.engine.connect() as conn:

@@ -53,7 +53,12 @@ class TradingService:
                      signal.side, signal.entry, signal.stop_loss, signal.take_profit)
             try:
                 if self.prepare is not None:
-                    await self.prepare(signal)
+                    try:
+                        await self.prepare(signal)
+                    except Exception:
+                        self.journal.release_signal(signal.id)  # nothing was sent: it may be tried again
+                        log.error("❌ signal %s not executed: could not prepare (e.g. no live price)", signal.id)
+                        raise
                 summary = await self.executor.execute(signal)
                 if self.fallback is not None:
                     extra = await self.fallback(signal, summary)

@@ -58,7 +58,11 @@ class FileSignalSource:
                 self.rejected += 1
                 log.error("❌ rejected signal at %s:%d: %s", self.path, lineno, exc)
                 continue
-            await self.handler(signal, f"file:{self.path.name}")
+            try:
+                await self.handler(signal, f"file:{self.path.name}")
+            except Exception:
+                self.lines_seen = lineno - 1  # not executed (e.g. no price yet): read this line again next scan
+                raise
             handed += 1
         return handed
 

@@ -127,3 +127,25 @@ async def test_file_source_picks_up_appended_lines_only_when_complete(tmp_path, 
     assert await source.scan() == 1
     assert rt.service.executed[-1].results[0].side == "SHORT"
     await rt.close()
+
+
+async def test_signal_is_retried_when_the_price_cannot_be_fetched(tmp_path, env):
+    prices = RecordedPrices(_candles())
+    rt = await build_paper(env, ExecutionConfig(), NullNotifier(), price_source=prices, taker_fee=0.0)
+    signals = tmp_path / "signals.csv"
+    _write_signals(signals, [f"{T0},s4,BTCUSDT,LONG,50000,49500,51000\n"])
+
+    async def offline(symbol):
+        raise ConnectionError("no network")
+
+    real = prices.fetch_ticker
+    prices.fetch_ticker = offline
+    source = FileSignalSource(signals, rt.service.handle)
+    with pytest.raises(ConnectionError):
+        await source.scan()
+    assert not rt.journal.is_processed("s4")
+    assert all(not a.exchange.positions for a in rt.accounts)
+    prices.fetch_ticker = real
+    assert await source.scan() == 1  # the same watcher reads the line again
+    assert rt.service.executed[-1].succeeded == 3
+    await rt.close()
