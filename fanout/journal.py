@@ -78,9 +78,9 @@ class Journal:
     """Thin SQLAlchemy Core wrapper; create tables on first use."""
 
     def __init__(self, database_url: str = "sqlite:///fanout.db") -> None:
-        if not database_url or "://" not in database_url:
-            raise ValueError(f"DATABASE_URL must look like sqlite:///fanout.db, got {database_url!r}")
-        self.engine = create_engine(database_url, future=True)
+        from live.account_store import normalize_url  # the same URL rules as the account store (psycopg 3)
+
+        self.engine = create_engine(normalize_url(database_url), future=True)
         metadata.create_all(self.engine)
 
     def __repr__(self) -> str:
