@@ -79,7 +79,11 @@ async def _run(args: argparse.Namespace) -> int:
         if signals_file:
             source = FileSignalSource(signals_file, service.handle)
             if args.once:
-                await source.scan()
+                try:
+                    await source.scan()
+                except Exception as exc:  # noqa: BLE001 — reported, the signal stays unprocessed for next time
+                    print(f"error: {signals_file}: {type(exc).__name__}: {exc}", file=sys.stderr)
+                    return 1
             else:
                 tasks.append(asyncio.create_task(source.run(stop)))
             log.info("👀 watching %s for signals", signals_file)

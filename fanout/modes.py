@@ -92,6 +92,7 @@ async def build_paper(env: Mapping[str, str], config: ExecutionConfig, notifier:
         from live.market_data import make_exchange
 
         price_source = make_exchange(env.get("BINANCE_API_URL") or None)
+        price_source.set_markets(list(venue.rules.markets.values()))  # the snapshot's markets: no exchangeInfo call
         closers.append(price_source.close)
     feed = PaperFeed(venue, price_source)
     for symbol, t in (journal.load_state("paper_feed") or {}).items():

@@ -92,8 +92,7 @@ def test_run_paper_executes_at_the_recorded_price_takes_profit_and_never_repeats
         assert sorted(o["status"] for o in acc["algo_orders"]) == ["open", "open"]
     assert feed1 == {"BTC/USDT:USDT": T0 - MINUTE}  # seen, not applied: those minutes closed before the entry
     assert _market_requests(cassette, until=run1) == [
-        ("/fapi/v1/exchangeInfo", {}),
-        ("/fapi/v1/ticker/24hr", {"symbol": "BTCUSDT"}),  # before the signal
+        ("/fapi/v1/ticker/24hr", {"symbol": "BTCUSDT"}),  # before the signal (markets come from the snapshot)
         ("/fapi/v1/klines", {"symbol": "BTCUSDT", "interval": "1m", "startTime": str(T0 - 2 * MINUTE),
                              "limit": "500"}),
         ("/fapi/v1/ticker/24hr", {"symbol": "BTCUSDT"}),  # the poll
@@ -101,7 +100,6 @@ def test_run_paper_executes_at_the_recorded_price_takes_profit_and_never_repeats
 
     # run 2: the minute at T0 + 2 reached the target: closed by take_profit at 51,000, the stop cancelled
     assert _market_requests(cassette, run1, run2) == [
-        ("/fapi/v1/exchangeInfo", {}),
         ("/fapi/v1/klines", {"symbol": "BTCUSDT", "interval": "1m", "startTime": str(T0), "limit": "500"}),
         ("/fapi/v1/ticker/24hr", {"symbol": "BTCUSDT"}),
     ]
@@ -143,8 +141,7 @@ def test_signal_paper_fills_every_virtual_account_at_the_ticker_price_once(env_f
     assert rows == [("Account 1", 20.0, 0.008, TICKER), ("Account 2", 100.0, 0.04, TICKER),
                     ("Account 3", 10.0, 0.004, TICKER)]
     assert all(a["stop_loss_order_id"] and a["take_profit_order_id"] for a in d["accounts"])
-    assert _market_requests(cassette) == [("/fapi/v1/exchangeInfo", {}),
-                                          ("/fapi/v1/ticker/24hr", {"symbol": "BTCUSDT"})]
+    assert _market_requests(cassette) == [("/fapi/v1/ticker/24hr", {"symbol": "BTCUSDT"})]
     # the same signal id again: the journal refuses it before any price is fetched
     assert again == 1 and out_again == ""
     assert f"signal {flows.PAPER_SIGNAL_ID} was already executed (paper)" in err_again

@@ -148,6 +148,8 @@ def _raised_timeouts() -> Iterator[None]:
 def use_cassette(name: str, *, record: bool = False) -> Iterator[Any]:
     """Replay ``tests/cassettes/<name>.yaml`` (record_mode none), or record it afresh (record_mode all)."""
     recorder = make_vcr("all" if record else "none")
+    if record:
+        cassette_path(name).unlink(missing_ok=True)  # vcrpy's "all" keeps old interactions: start afresh
     with _recorded_timeouts() if record else _noop(), recorder.use_cassette(f"{name}.yaml") as cassette:
         with _raised_timeouts():
             yield cassette
