@@ -36,7 +36,12 @@ class Bracket:
     closed_by: str | None = None
 
     def legs(self) -> dict[str, str]:
-        return {leg: oid for leg, oid in (("stop_loss", self.stop_loss_id), ("take_profit", self.take_profit_id)) if oid}
+        out = {}
+        if self.stop_loss_id:
+            out["stop_loss"] = self.stop_loss_id
+        if self.take_profit_id:
+            out["take_profit"] = self.take_profit_id
+        return out
 
 
 @dataclass(slots=True)
@@ -79,29 +84,35 @@ class BracketWatcher:
 
     async def on_order_update(self, account: str, order: dict) -> Bracket | None:
         """Handle a pushed order update; when a bracket leg is closed (filled), cancel its sibling."""
-        bracket = self.brackets.get((account, str(order.get("id"))))
+        oid_ = str(order.get("id"))
+        bracket = self.brackets.get((account, oid_))
         if bracket is None:
             return None
         status = order.get("status")
         if status == "closed":
-            await self._leg_filled(bracket, str(order.get("id")))
+            await self._leg_filled(bracket, oid_)
             return bracket
         if status in ("canceled", "expired", "rejected"):
             # the exchange removed this leg (e.g. liquidation); forget the bracket once no leg is open
             legs = bracket.legs()
-            remaining = [oid for oid in legs.values() if oid != str(order.get("id"))]
+            remaining = [oid for oid in legs.values() if oid != oid_]
             if not remaining or all((account, oid) not in self.brackets for oid in remaining):
                 self._forget(bracket)
             else:
-                self.brackets.pop((account, str(order.get("id"))), None)
+                self.brackets.pop((account, oid_), None)
         return None
 
     async def _leg_filled(self, bracket: Bracket, filled_id: str) -> None:
         legs = bracket.legs()
-        leg = next((name for name, oid in legs.items() if oid == filled_id), "?")
+        leg, sibling = "?", None  # the filled leg's name and the first other leg's order id
+        for name, oid in legs.items():
+            if oid == filled_id:
+                if leg == "?":
+                    leg = name
+            elif sibling is None:
+                sibling = oid
         bracket.closed_by = leg
         self._forget(bracket)
-        sibling = next((oid for oid in legs.values() if oid != filled_id), None)
         if sibling is None:
             return
         ex = self.accounts[bracket.account].exchange

@@ -92,6 +92,7 @@ class SimulatedVenue:
     _markets: dict[str, dict] = field(default_factory=dict, repr=False, compare=False)
     _amounts: dict[str, _TruncationMemo] = field(default_factory=dict, repr=False, compare=False)
     _prices: dict[tuple[str, float], str] = field(default_factory=dict, repr=False, compare=False)
+    _caps: dict[tuple[str, int], float] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for name, value in (("taker_fee", self.taker_fee), ("maker_fee", self.maker_fee),
@@ -230,7 +231,8 @@ class SimulatedExchange:
         return total
 
     async def fetch_balance(self, params: dict | None = None) -> dict:
-        self._fault("fetch_balance", False)
+        if self._faults:
+            self._fault("fetch_balance", False)
         used = self.used_margin()
         free = self.wallet - used
         total = self.wallet + self.unrealized()
@@ -245,7 +247,8 @@ class SimulatedExchange:
         }
 
     async def fetch_positions(self, symbols: list[str] | None = None, params: dict | None = None) -> list[dict]:
-        self._fault("fetch_positions", False)
+        if self._faults:
+            self._fault("fetch_positions", False)
         out = []
         for pos in self.positions.values():
             if symbols and pos.symbol not in symbols:
@@ -307,13 +310,19 @@ class SimulatedExchange:
                 "symbol": market["id"]}
 
     def _max_notional(self, symbol: str, leverage: int) -> float:
-        caps = [t["maxNotional"] for t in self.venue.rules.tiers[symbol] if t["maxLeverage"] >= leverage]
-        return max(caps) if caps else 0.0
+        memo = self.venue._caps  # a pure function of the rules: memoised per (symbol, leverage)
+        key = (symbol, leverage)
+        cap = memo.get(key)
+        if cap is None:
+            caps = [t["maxNotional"] for t in self.venue.rules.tiers[symbol] if t["maxLeverage"] >= leverage]
+            cap = memo[key] = max(caps) if caps else 0.0
+        return cap
 
     # ---------------------------------------------------------------- orders
     async def create_order(self, symbol: str, type: str, side: str, amount: float, price: float | None = None,
                            params: dict | None = None) -> dict:
-        self._fault("create_order", False)
+        if self._faults:  # (testing hooks: nothing queued in a backtest)
+            self._fault("create_order", False)
         params = params or {}  # read only
         market = self.market(symbol)
         side = (side or "").lower()
@@ -340,7 +349,8 @@ class SimulatedExchange:
                                          STOP_LOSS if sl is not None else TAKE_PROFIT, reduce_only, cid, params)
         else:
             order = self._fill_market(symbol, side, qty, reduce_only, cid)
-        self._fault("create_order", True)
+        if self._faults:
+            self._fault("create_order", True)
         return order
 
     def _create_trigger(self, symbol: str, side: str, qty: float, trigger: float, kind: str, reduce_only: bool,
@@ -355,7 +365,11 @@ class SimulatedExchange:
         down = (kind == STOP_LOSS) == closes_long
         if (mark <= trigger) if down else (mark >= trigger):
             raise _binance_error(ccxt.OrderImmediatelyFillable, -2021, "Order would immediately trigger.")
-        open_algo = sum(1 for o in self._open_algo() if o["symbol"] == symbol)
+        book = self.algo_orders
+        if self._indexed == (id(book), len(book)) and len(self._open_ids) < 10:
+            open_algo = 0  # the index holds every open trigger order: fewer than 10 on any symbol
+        else:
+            open_algo = sum(1 for o in self._open_algo() if o["symbol"] == symbol)
         if open_algo >= 10:
             raise _binance_error(ccxt.InvalidOrder, -4045, "Reach max stop order limit.")
         algo_id = self.venue.next_algo_id()
@@ -570,7 +584,8 @@ class SimulatedExchange:
         return _public(order)
 
     async def cancel_order(self, id: str, symbol: str | None = None, params: dict | None = None) -> dict:
-        self._fault("cancel_order", False)
+        if self._faults:
+            self._fault("cancel_order", False)
         params = params or {}
         book = self.algo_orders if params.get("trigger") else self.orders
         order = book.get(str(id))

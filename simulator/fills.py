@@ -23,7 +23,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 LIQUIDATION = "liquidation"
 STOP_LOSS = "stop_loss"
@@ -31,8 +31,7 @@ TAKE_PROFIT = "take_profit"
 _GAP_PRIORITY = {LIQUIDATION: 0, STOP_LOSS: 1, TAKE_PROFIT: 2}
 
 
-@dataclass(frozen=True, slots=True)
-class Level:
+class Level(NamedTuple):  # immutable like a frozen dataclass, and several times cheaper to build
     """A price that ends a position when crossed: ``down`` triggers at price ≤ level, ``up`` at price ≥ level."""
 
     kind: str
@@ -44,10 +43,12 @@ class Level:
 def levels_for(long: bool, *, stop_loss: list[tuple[float, str]], take_profit: list[tuple[float, str]],
                liquidation: float | None) -> list[Level]:
     """Levels of one position: stops and the liquidation on the adverse side, targets on the favourable side."""
-    out = [Level(STOP_LOSS, p, long, oid) for p, oid in stop_loss]
-    out += [Level(TAKE_PROFIT, p, not long, oid) for p, oid in take_profit]
+    new = tuple.__new__  # Level(...) without its Python-level __new__ (this runs for every scheduled exit)
+    out = [new(Level, (STOP_LOSS, p, long, oid)) for p, oid in stop_loss]
+    short = not long
+    out += [new(Level, (TAKE_PROFIT, p, short, oid)) for p, oid in take_profit]
     if liquidation is not None and liquidation > 0:
-        out.append(Level(LIQUIDATION, liquidation, long))
+        out.append(new(Level, (LIQUIDATION, liquidation, long, None)))
     return out
 
 
