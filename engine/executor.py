@@ -92,11 +92,12 @@ class MultiAccountExecutor:
         for r in results:
             self.stats.record(r)
         summary = SignalSummary(signal_id=signal.id, symbol=signal.symbol, side=signal.side, results=results)
-        log.info(
-            "📊 %s %s %s: %d/%d succeeded, margin $%.2f, notional $%.2f, quantity %g",
-            signal.id, signal.display_symbol, signal.side, summary.succeeded, summary.total,
-            summary.total_margin, summary.total_notional, summary.total_quantity,
-        )
+        if log.isEnabledFor(logging.INFO):  # the totals are sums over every account: only when logged
+            log.info(
+                "📊 %s %s %s: %d/%d succeeded, margin $%.2f, notional $%.2f, quantity %g",
+                signal.id, signal.display_symbol, signal.side, summary.succeeded, summary.total,
+                summary.total_margin, summary.total_notional, summary.total_quantity,
+            )
         if self._alerts:
             await self._notify(self.notifier.signal_summary(signal, summary))
         return summary
@@ -150,7 +151,9 @@ class MultiAccountExecutor:
             return self._result(account, signal, SKIPPED, str(exc), time=now)
 
         leverage = signal.leverage or cfg.leverage
-        tiers = await self._leverage_tiers(account, symbol)
+        tiers = self._tiers.get((account.name, symbol))
+        if tiers is None:  # fetched once per account and symbol
+            tiers = await self._leverage_tiers(account, symbol)
         try:
             sizing = size_position(
                 free_usdt=free, entry=signal.entry, leverage=leverage, config=cfg, market=market,

@@ -21,7 +21,7 @@ import numpy as np
 from engine import Account, ExecutionConfig, MultiAccountExecutor, Signal
 from engine.results import SKIPPED, AccountResult
 from simulator.exchange import ClosedPosition, SimulatedExchange, SimulatedVenue
-from simulator.fills import first_hit
+from simulator.fills import Level, first_hit
 from simulator.rules import MarketRules
 from simulator.scan import LevelScanner
 
@@ -52,13 +52,16 @@ def _cyclic_gc_paused() -> Iterator[None]:
 
     A run builds up hundreds of thousands of long-lived, acyclic objects (orders, results, trades) that each of
     the collector's passes would walk again: about a sixth of a 100-account run. The runner's own cycles are
-    collected once it is dropped.
+    collected once it is dropped. On the way out they are moved straight to the oldest generation
+    (``freeze`` + ``unfreeze``), so the first young collection after the run does not walk them all.
     """
     was_enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
+        gc.freeze()
+        gc.unfreeze()
         if was_enabled:
             gc.enable()
 
@@ -115,7 +118,8 @@ class BacktestRunner:
         self.equity_points = equity_points
         self._updates: list[tuple[str, dict]] = []
         self.venue.listeners.append(lambda acct, order: self._updates.append((acct, order)))
-        self._heap: list[tuple[int, int, int, str, str, int]] = []  # (time, idx, seq, account, symbol, version)
+        # (time, idx, seq, account, symbol, version, levels)
+        self._heap: list[tuple[int, int, int, str, str, int, list[Level]]] = []
         self._seq = 0
         self._entries: dict[tuple[str, str], AccountResult] = {}
         self._skipped: list[dict] = []
@@ -188,31 +192,42 @@ class BacktestRunner:
         for name in self.exchanges:
             self._skipped.append({"account": name, "signal_id": signal.id, "reason": reason})
 
-    def _schedule(self, account: str, symbol: str, start: int) -> None:
+    def _schedule(self, account: str, symbol: str, start: int, levels: list[Level] | None = None) -> None:
+        """Queue the position's next exit candle, with its levels (``levels`` when already known).
+
+        A position has one queued entry at a time, and nothing changes its orders or liquidation price without
+        bumping its version, so the levels are still the position's own when the entry is popped.
+        """
         ex = self.exchanges[account]
         pos = ex.positions.get(symbol)
         if pos is None:
             return
-        replay = self.replays[symbol]
-        idx = min((replay.scanner.first_cross(start, lv.price, lv.down) for lv in ex.position_levels(symbol)),
-                  default=replay.scanner.n)
-        if idx >= replay.scanner.n:
+        if levels is None:
+            levels = ex.position_levels(symbol)
+        scanner = self.replays[symbol].scanner
+        idx = n = scanner.n
+        for lv in levels:
+            k = scanner.first_cross(start, lv.price, lv.down)
+            if k < idx:
+                idx = k
+        if idx >= n:
             return
         self._seq += 1
-        heapq.heappush(self._heap, (int(replay.c.time[idx]), idx, self._seq, account, symbol, pos.version))
+        heapq.heappush(self._heap, (int(self.replays[symbol].c.time[idx]), idx, self._seq, account, symbol,
+                                    pos.version, levels))
 
     async def _drain_events(self, until_ms: int | None) -> None:
         """Process position exits in time order for candles opening before ``until_ms`` (all when None)."""
         while self._heap and (until_ms is None or self._heap[0][0] < until_ms):
-            _, idx, _, account, symbol, version = heapq.heappop(self._heap)
+            _, idx, _, account, symbol, version, levels = heapq.heappop(self._heap)
             ex = self.exchanges[account]
             pos = ex.positions.get(symbol)
             if pos is None or pos.version != version:
                 continue
             replay = self.replays[symbol]
-            hit, when = self._resolve(replay, ex, symbol, pos.long, idx)
+            hit, when = self._resolve(replay, levels, pos.long, idx)
             if hit is None:
-                self._schedule(account, symbol, idx + 1)
+                self._schedule(account, symbol, idx + 1, levels)
                 continue
             level, price = hit
             self.venue.prices[symbol] = price
@@ -221,9 +236,8 @@ class BacktestRunner:
             if symbol in ex.positions:
                 self._schedule(account, symbol, idx)
 
-    def _resolve(self, replay: _Replay, ex: SimulatedExchange, symbol: str, long: bool, idx: int):
+    def _resolve(self, replay: _Replay, levels: list[Level], long: bool, idx: int):
         c = replay.c
-        levels = ex.position_levels(symbol)
         t0 = int(c.time[idx])
         if replay.fine is not None:
             f = replay.fine
