@@ -25,10 +25,10 @@ class Sizing:
     leverage: int
 
 
-def _limit(market: dict, *keys: str) -> float | None:
+def _limit(market: dict, group: str, key: str) -> float | None:
     node: Any = market.get("limits") or {}
-    for k in keys:
-        node = node.get(k) if isinstance(node, dict) else None
+    node = node.get(group) if isinstance(node, dict) else None
+    node = node.get(key) if isinstance(node, dict) else None
     return float(node) if node not in (None, "") else None
 
 

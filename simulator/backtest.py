@@ -13,6 +13,7 @@ import contextlib
 import gc
 import heapq
 import logging
+import operator
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -296,7 +297,7 @@ class BacktestRunner:
 
     def _result(self) -> BacktestResult:
         trades = [self._trade_row(cp) for ex in self.exchanges.values() for cp in ex.closed]
-        trades.sort(key=lambda t: (t["entry_time"], t["account"]))
+        trades.sort(key=operator.itemgetter("entry_time", "account"))
         grid, equity = self._equity_curves(trades)
         first = next(iter(self.replays.values())).c
         return BacktestResult(

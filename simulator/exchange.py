@@ -233,13 +233,19 @@ class SimulatedExchange:
     async def fetch_balance(self, params: dict | None = None) -> dict:
         if self._faults:
             self._fault("fetch_balance", False)
-        used = self.used_margin()
-        free = self.wallet - used
-        total = self.wallet + self.unrealized()
+        wallet = self.wallet
+        if self.positions:
+            used = self.used_margin()
+            free = wallet - used
+            total = wallet + self.unrealized()
+        else:  # what the lines above give with no position
+            used = 0
+            free = wallet - used
+            total = wallet + 0.0
         usdt = {"free": free, "used": used, "total": total}
         ts = self.venue.now_ms
         return {
-            "info": {"assets": [{"asset": "USDT", "walletBalance": f"{self.wallet:.8f}",
+            "info": {"assets": [{"asset": "USDT", "walletBalance": f"{wallet:.8f}",
                                  "availableBalance": f"{free:.8f}", "marginBalance": f"{total:.8f}",
                                  "updateTime": ts}]},
             "USDT": usdt, "free": {"USDT": free}, "used": {"USDT": used}, "total": {"USDT": total},
