@@ -26,7 +26,7 @@ import pandas as pd
 
 from engine import Account, ExecutionConfig, MultiAccountExecutor, Signal
 from simulator.backtest import BacktestRunner
-from simulator.backtest_output import TRADE_COLUMNS, summarize, write_outputs
+from simulator.backtest_output import TRADE_COLUMNS, equity_figure, summarize, write_outputs
 from simulator.candles import Candles, load_candles, resample, timeframe_to_ms
 from simulator.exchange import SimulatedVenue
 from simulator.fills import first_hit
@@ -620,17 +620,8 @@ def _columns(frame: pd.DataFrame, limit: int) -> tuple[list[str], str]:
 
 
 def plot_equity(run: Run, max_accounts: int = 20):
-    """Mark-to-market equity per account (USDT)."""
-    cols, note = _columns(run.equity, max_accounts)
-    fig, axes = _figure("Equity per account" + note, run.synthetic)
-    ax = axes[0, 0]
-    for col in cols:
-        ax.plot(run.equity.index, run.equity[col], label=col, linewidth=1)
-    ax.set_ylabel("USDT")
-    ax.set_xlabel("time (UTC)")
-    if len(cols) <= 10:
-        ax.legend(loc="best", fontsize=8)
-    return fig
+    """Mark-to-market equity per account: the same chart as the backtest's equity.png."""
+    return equity_figure(run.equity, synthetic=run.synthetic, max_accounts=max_accounts)
 
 
 def plot_drawdown(run: Run, max_accounts: int = 20):

@@ -108,35 +108,44 @@ def write_outputs(result: BacktestResult, out_dir: str | Path, *, plot: bool = T
     return summary
 
 
-def plot_equity(equity: pd.DataFrame, path: Path, *, synthetic: bool) -> None:
-    """Equity per account in USDT (top) and as % return (bottom, comparable across balances); ≤ 20 accounts."""
-    import matplotlib
+def equity_figure(equity: pd.DataFrame, *, synthetic: bool, max_accounts: int = 20):
+    """Equity per account in USDT (top) and as % return (bottom, comparable across balances).
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    The one equity chart: `fanout backtest` saves it as equity.png, `fanout report` and the notebooks show it.
+    """
+    from matplotlib.figure import Figure
 
-    fig, (ax, ax_pct) = plt.subplots(2, 1, figsize=(10, 7), sharex=True, height_ratios=(3, 2))
-    cols = list(equity.columns)[:20]
+    cols = list(equity.columns)[:max_accounts]
+    title = "Equity per account"
+    if len(equity.columns) > len(cols):
+        title += f" (first {len(cols)} of {len(equity.columns)} accounts)"
+    if synthetic:
+        title += " — SYNTHETIC candles (generated, not market data)"
+    fig = Figure(figsize=(11, 7), layout="constrained")
+    ax, ax_pct = fig.subplots(2, 1, sharex=True, height_ratios=(3, 2))
+    fig.suptitle(title, fontsize=11)
+    if synthetic:
+        fig.text(0.5, 0.5, "SYNTHETIC", fontsize=64, color="tab:red", alpha=0.12, rotation=20,
+                 ha="center", va="center", zorder=10)
     for col in cols:
         ax.plot(equity.index, equity[col], label=col, linewidth=1)
-        start = equity[col].iloc[0]
+        start = equity[col].iloc[0] if len(equity) else 0
         if start:
             ax_pct.plot(equity.index, (equity[col] / start - 1) * 100, label=col, linewidth=1)
-    title = "Equity per account" + (" — SYNTHETIC candles" if synthetic else "")
-    if len(equity.columns) > len(cols):
-        title += f" (first {len(cols)} of {len(equity.columns)})"
-    ax.set_title(title)
     ax.set_ylabel("USDT")
     ax_pct.set_ylabel("return %")
+    ax_pct.set_xlabel("time (UTC)")
     ax_pct.axhline(0, color="grey", linewidth=0.6)
     for a in (ax, ax_pct):
         a.grid(alpha=0.3)
     if len(cols) <= 10:
         ax.legend(loc="best", fontsize=8)
-    fig.autofmt_xdate()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return fig
+
+
+def plot_equity(equity: pd.DataFrame, path: Path, *, synthetic: bool) -> None:
+    """Save :func:`equity_figure` as a PNG."""
+    equity_figure(equity, synthetic=synthetic).savefig(path, dpi=100)
 
 
 def format_table(summary: dict) -> str:
