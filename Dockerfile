@@ -8,6 +8,9 @@ COPY pyproject.toml README.md ./
 COPY engine ./engine
 COPY simulator ./simulator
 COPY live ./live
+COPY marketdata ./marketdata
+COPY analysis ./analysis
+COPY storage ./storage
 COPY fanout ./fanout
 COPY data/market_rules.json data/demo_signals.csv ./data/
 RUN pip install --upgrade pip && pip install ".[postgres]" \

@@ -24,9 +24,9 @@ import numpy as np
 
 from engine import ExecutionConfig
 from engine.signal import Signal, parse_signal
+from marketdata.candles import Candles, load_candles
+from marketdata.synthetic import demo_signals
 from simulator.backtest import BacktestRunner
-from simulator.candles import Candles, load_candles
-from simulator.synthetic import demo_signals
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_CANDLES = ROOT.parent / "shared" / "data" / "BTCUSDT-1m-2023-03-01--2023-03-21.binanceus.csv"
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     signals = [parse_signal(d) for d in demo_signals(candles, n=args.signals)]
     balances = account_balances(args.accounts)
     print(f"candles   {len(candles):,} x 1m {SYMBOL} ({base.source} tiled, prices chained)")
-    print(f"signals   {len(signals):,} (simulator.synthetic.demo_signals)")
+    print(f"signals   {len(signals):,} (marketdata.synthetic.demo_signals)")
     print(f"machine   {platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} cores, "
           f"best of {args.runs} run(s)")
 
@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"ours      {ours_s:8.2f} s  (cpu {ours_cpu:.2f} s)  {len(balances)} accounts, {len(result.trades):,} trades "
           f"({ok_entries:,} entries, {len(result.skipped):,} skips)")
     if args.dump:
-        from simulator.backtest_output import write_outputs
+        from analysis.output import write_outputs
 
         write_outputs(result, args.dump, plot=False)
         print(f"dumped    {args.dump}/")

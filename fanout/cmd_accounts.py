@@ -11,12 +11,10 @@ from live.account_store import (
     SUPPORTED_EXCHANGES,
     AccountNotFound,
     AccountStore,
-    database_url,
-    display_url,
-    sqlite_file_missing,
 )
 from live.accounts import KEY_VAR, AccountConfigError, redact, resolve_accounts
 from live.env import DEFAULT_ENV_FILE, load_env
+from storage.database import DatabaseUrlError, database_url, display_url, sqlite_file_missing
 
 
 class _RefuseSecret(argparse.Action):
@@ -75,7 +73,7 @@ def handler(args: argparse.Namespace) -> int:
         if action == "disable":
             return _disable(args, env)
         return _list(env)
-    except (AccountConfigError, FileNotFoundError) as exc:
+    except (AccountConfigError, DatabaseUrlError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -8,14 +8,14 @@ import logging
 import sys
 from pathlib import Path
 
+from analysis.output import format_table, write_outputs
 from engine.signal import normalize_symbol
-from fanout import paths
 from fanout.options import add_balance_options, add_sizing_options, balances_from_args, config_from_args
 from fanout.signals_file import SignalFileError, read_signals
+from marketdata import paths
+from marketdata.candles import CandleError, Candles, load_candles
+from marketdata.synthetic import demo_signals, generate_candles
 from simulator.backtest import BacktestRunner
-from simulator.backtest_output import format_table, write_outputs
-from simulator.candles import CandleError, Candles, load_candles
-from simulator.synthetic import demo_signals, generate_candles
 
 log = logging.getLogger("fanout.backtest")
 DEMO_SEED = 7

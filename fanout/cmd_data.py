@@ -8,8 +8,8 @@ import os
 import sys
 from typing import Any
 
-from fanout import paths
-from live.market_data import (
+from marketdata import paths
+from marketdata.download import (
     TIMEFRAMES,
     DownloadReport,
     MarketDataError,

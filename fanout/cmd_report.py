@@ -7,13 +7,13 @@ import logging
 import sys
 from pathlib import Path
 
-from fanout import paths
+from analysis import report as analysis
+from analysis.output import format_table
 from fanout.balances import parse_balances
 from fanout.options import add_sizing_options, config_from_args
 from fanout.signals_file import SignalFileError, read_signals
-from simulator import analysis
-from simulator.backtest_output import format_table
-from simulator.candles import CandleError
+from marketdata import paths
+from marketdata.candles import CandleError
 
 DEFAULT_SIZING = ",".join(str(b) for b in analysis.DEFAULT_SIZING_BALANCES)
 
@@ -53,7 +53,7 @@ def _sizing_signals(args: argparse.Namespace, candles):
     if any(t0 <= s.time <= t1 for s in signals):
         return signals, "bundled demo signals"
     from engine.signal import parse_signal
-    from simulator.synthetic import demo_signals
+    from marketdata.synthetic import demo_signals
 
     derived = [parse_signal(d) for d in demo_signals(candles)]
     return derived, "demo signals derived from the candles (the bundled ones are outside them)"

@@ -16,8 +16,8 @@ from engine import Account, ExecutionConfig, MultiAccountExecutor, Notifier, Sig
 from engine.risk import RiskLedger
 from engine.watcher import Bracket
 from fanout.balances import parse_balances
-from fanout.journal import Journal
 from fanout.service import TradingService
+from storage.journal import Journal
 
 log = logging.getLogger("fanout.modes")
 MODES = ("paper", "live")
@@ -89,7 +89,7 @@ async def build_paper(env: Mapping[str, str], config: ExecutionConfig, notifier:
             venue.add_account(name, bal)
     closers: list[Callable[[], Awaitable[None]]] = []
     if price_source is None:
-        from live.market_data import make_exchange
+        from marketdata.download import make_exchange
 
         price_source = make_exchange(env.get("BINANCE_API_URL") or None)
         price_source.set_markets(list(venue.rules.markets.values()))  # the snapshot's markets: no exchangeInfo call

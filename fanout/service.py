@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 
 from engine import MultiAccountExecutor, Signal, SignalSummary
-from fanout.journal import Journal
+from storage.journal import Journal
 
 log = logging.getLogger("fanout.service")
 

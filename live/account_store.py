@@ -8,11 +8,8 @@ Labels are unique among active rows and never all digits, so ``disable 3`` alway
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy import (
@@ -24,17 +21,14 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    create_engine,
     insert,
     select,
     update,
 )
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
 from live.accounts import AccountConfigError, ApiCredentials, redact
+from storage.database import display_url, open_engine
 
-DEFAULT_DATABASE_URL = "sqlite:///fanout.db"
 SUPPORTED_EXCHANGES = ("binanceusdm",)
 GENERATE_KEY_HINT = (
     "generate one with: python -c \"from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())\""
@@ -68,40 +62,6 @@ class StoredAccount:
     api_key: str
     is_active: bool
     created_at: datetime
-
-
-def database_url(env: Mapping[str, Any]) -> str:
-    """``DATABASE_URL`` from the settings, or the SQLite default ``sqlite:///fanout.db``."""
-    return str(env.get("DATABASE_URL") or "").strip() or DEFAULT_DATABASE_URL
-
-
-def normalize_url(url: str) -> str:
-    """Route PostgreSQL URLs (``postgres://``, ``postgresql://``) to psycopg 3; other URLs pass unchanged."""
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        raise AccountConfigError("DATABASE_URL is not a database URL (e.g. sqlite:///fanout.db)", "DATABASE_URL") from None
-    if parsed.drivername in ("postgres", "postgresql"):
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    return parsed.render_as_string(hide_password=False)
-
-
-def display_url(url: str) -> str:
-    """The URL with any password masked, for output."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "<invalid DATABASE_URL>"
-
-
-def sqlite_file_missing(url: str) -> bool:
-    """True for a SQLite file URL whose file does not exist (reading it would create an empty file)."""
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        return False
-    db = parsed.database
-    return parsed.get_backend_name() == "sqlite" and db not in (None, "", ":memory:") and not Path(db).exists()
 
 
 def _fernet(encryption_key: str | bytes | None) -> Fernet | None:
@@ -138,15 +98,8 @@ class AccountStore:
 
     def __init__(self, database_url: str, encryption_key: str | bytes | None = None) -> None:
         self._fernet = _fernet(encryption_key)
-        url = normalize_url(database_url)
-        try:
-            self.engine = create_engine(url)
-        except ModuleNotFoundError:
-            raise AccountConfigError(
-                "DATABASE_URL is a PostgreSQL URL but psycopg is not installed: pip install 'fanout[postgres]'",
-                "DATABASE_URL",
-            ) from None
-        self.url = display_url(url)
+        self.engine = open_engine(database_url)
+        self.url = display_url(database_url)
         metadata.create_all(self.engine)
 
     def close(self) -> None:

@@ -238,7 +238,8 @@ def resolve_accounts(
 
 
 def _database_accounts(env: Mapping[str, Any], store: Any | None) -> list[ApiCredentials]:
-    from live.account_store import AccountStore, database_url, sqlite_file_missing
+    from live.account_store import AccountStore
+    from storage.database import database_url, sqlite_file_missing
 
     if store is not None:
         return store.active_credentials()

@@ -3,7 +3,7 @@
 One ccxt instance per account; markets are loaded once, by the first instance, and shared with the rest (100
 accounts make one exchangeInfo request). ``fetchCurrencies`` is off, rate limiting on, timeouts explicit, and
 ``close_all`` closes every HTTP session. The venue is production, Binance demo trading (``demo=True``), or any
-base URL given as ``api_url`` (a relay, or a local stand-in at ``http://127.0.0.1:PORT``), see live/venue.py.
+base URL given as ``api_url`` (a relay, or a local stand-in at ``http://127.0.0.1:PORT``), see marketdata/venue.py.
 
 Binance specifics handled here, not in the engine:
 
@@ -30,7 +30,7 @@ import ccxt
 import ccxt.async_support as ccxt_async
 
 from engine.ports import Account
-from live.venue import select_venue, usdm_base
+from marketdata.venue import select_venue, usdm_base
 
 log = logging.getLogger("fanout.live.exchange")
 _ccxt_log = logging.getLogger("fanout.live.ccxt")

@@ -21,9 +21,9 @@ import numpy as np
 
 from engine import Account, ExecutionConfig, MultiAccountExecutor, Signal
 from engine.results import SKIPPED, AccountResult
+from marketdata.rules import MarketRules
 from simulator.exchange import ClosedPosition, SimulatedExchange, SimulatedVenue
 from simulator.fills import Level, first_hit
-from simulator.rules import MarketRules
 from simulator.scan import LevelScanner
 
 log = logging.getLogger("fanout.backtest")
@@ -33,7 +33,7 @@ EXIT_REASONS = ("take_profit", "stop_loss", "liquidation", END_OF_DATA)
 
 @dataclass
 class BacktestResult:
-    """Everything a run produced; simulator/backtest_output.py writes it to disk."""
+    """Everything a run produced; analysis/output.py writes it to disk."""
 
     accounts: dict[str, float]
     trades: list[dict]

@@ -2,7 +2,7 @@
 
 ``SimulatedExchange`` implements the engine's Exchange port with ccxt's method names, arguments and return
 shapes, and rejects what Binance rejects with the same ccxt exception classes and Binance error bodies. Markets
-and precision come from the ccxt parser itself (see simulator/rules.py), so amounts are formatted exactly as live.
+and precision come from the ccxt parser itself (see marketdata/rules.py), so amounts are formatted exactly as live.
 Fill rules: simulator/fills.py.
 """
 
@@ -20,8 +20,8 @@ from typing import Any
 
 import ccxt
 
+from marketdata.rules import MarketRules
 from simulator.fills import LIQUIDATION, STOP_LOSS, TAKE_PROFIT, Level, first_hit, levels_for, slipped
-from simulator.rules import MarketRules
 
 OrderListener = Callable[[str, dict], None]
 

@@ -7,8 +7,8 @@ from collections.abc import Callable
 import pytest
 
 from engine import Account, Signal, parse_signal
+from marketdata.rules import MarketRules
 from simulator.exchange import SimulatedVenue
-from simulator.rules import MarketRules
 
 BTC = "BTC/USDT:USDT"
 T0 = 1_704_067_200_000  # 2024-01-01T00:00:00Z

@@ -16,3 +16,13 @@ def test_compose_bot_service_runs_fanout_with_production_env():
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert 'ENTRYPOINT ["fanout"]' in dockerfile
     assert "production.env" in (ROOT / ".dockerignore").read_text(), "secrets never baked into the image"
+
+
+def test_image_copies_every_room_the_package_installs():
+    import tomllib
+
+    rooms = [p.rstrip("*") for p in tomllib.loads((ROOT / "pyproject.toml").read_text())
+             ["tool"]["setuptools"]["packages"]["find"]["include"]]
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    missing = [room for room in rooms if f"COPY {room} ./{room}" not in dockerfile]
+    assert not missing, f"Dockerfile does not copy {missing}: the installed bot would fail to import them"

@@ -7,9 +7,9 @@ import json
 import pandas as pd
 import pytest
 
-from fanout import paths
+from analysis.output import TRADE_COLUMNS
 from fanout.cli import main
-from simulator.backtest_output import TRADE_COLUMNS
+from marketdata import paths
 
 EXITS = {"take_profit", "stop_loss", "liquidation", "end_of_data"}
 ACCOUNT_KEYS = {"start_balance", "end_balance", "trades", "wins", "losses", "win_rate", "pnl", "fees", "max_drawdown",

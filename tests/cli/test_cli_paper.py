@@ -11,7 +11,7 @@ from collections import Counter
 import pytest
 
 from fanout.cli import main
-from fanout.journal import Journal
+from storage.journal import Journal
 from tests.live.cassette_support import use_cassette
 from tests.standin import cli_flows as flows
 

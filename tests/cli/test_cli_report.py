@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from analysis.report import run_backtest
 from fanout import cli, cmd_report
 from fanout.balances import parse_balances
 from fanout.cmd_backtest import DEMO_DAYS, DEMO_SEED
-from fanout.paths import demo_signals_file
 from fanout.signals_file import read_signals
-from simulator.analysis import run_backtest
-from simulator.synthetic import generate_candles
+from marketdata.paths import demo_signals_file
+from marketdata.synthetic import generate_candles
 
 PNG = b"\x89PNG\r\n\x1a\n"
 BASE_CHARTS = {"equity.png", "drawdown.png", "per_account.png"}

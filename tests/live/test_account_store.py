@@ -11,13 +11,10 @@ from sqlalchemy import create_engine, select
 from live.account_store import (
     AccountNotFound,
     AccountStore,
-    database_url,
-    display_url,
-    normalize_url,
-    sqlite_file_missing,
     user_api_keys,
 )
 from live.accounts import AccountConfigError
+from storage.database import DatabaseUrlError
 
 KEY_A = "akey" + "1" * 56 + "aend"
 KEY_B = "bkey" + "2" * 56 + "bend"
@@ -167,32 +164,9 @@ def test_wrong_encryption_key_cannot_decrypt(url, fkey):
     assert SECRET_A not in str(info.value)
 
 
-def test_urls():
-    assert database_url({}) == "sqlite:///fanout.db"
-    assert database_url({"DATABASE_URL": "  "}) == "sqlite:///fanout.db"
-    assert database_url({"DATABASE_URL": "sqlite:///x.db"}) == "sqlite:///x.db"
-    assert normalize_url("postgres://u:pw@db:5432/fanout") == "postgresql+psycopg://u:pw@db:5432/fanout"
-    assert normalize_url("postgresql://u:pw@db/fanout") == "postgresql+psycopg://u:pw@db/fanout"
-    assert normalize_url("postgresql+psycopg2://u@db/f") == "postgresql+psycopg2://u@db/f"
-    assert normalize_url("sqlite:///fanout.db") == "sqlite:///fanout.db"
-    assert "pw" not in display_url("postgresql://u:pw@db/fanout")
-    with pytest.raises(AccountConfigError) as info:
-        normalize_url("not a url")
-    assert info.value.variable == "DATABASE_URL"
-
-
-def test_sqlite_file_missing(tmp_path):
-    assert sqlite_file_missing(f"sqlite:///{tmp_path / 'none.db'}") is True
-    (tmp_path / "yes.db").write_bytes(b"")
-    assert sqlite_file_missing(f"sqlite:///{tmp_path / 'yes.db'}") is False
-    assert sqlite_file_missing("sqlite://") is False
-    assert sqlite_file_missing("sqlite:///:memory:") is False
-    assert sqlite_file_missing("postgresql://u@db/f") is False
-
-
 @pytest.mark.skipif(importlib.util.find_spec("psycopg") is not None, reason="psycopg installed (postgres extra)")
 def test_postgres_without_driver_says_how_to_install():
-    with pytest.raises(AccountConfigError) as info:
+    with pytest.raises(DatabaseUrlError) as info:
         AccountStore("postgresql://u:pw@localhost/fanout", Fernet.generate_key())
     assert info.value.variable == "DATABASE_URL" and "fanout[postgres]" in str(info.value)
     assert "pw" not in str(info.value)

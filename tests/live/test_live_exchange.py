@@ -20,7 +20,7 @@ from live.exchange import (
     create_live_exchanges,
     live_accounts,
 )
-from live.venue import normalize_api_url, override_api_url, select_venue
+from marketdata.venue import normalize_api_url, override_api_url, select_venue
 from tests.live.cassette_support import (
     APIKEY_HEADER,
     CASSETTES,

@@ -1,4 +1,4 @@
-"""Tests for notebooks/ (executed with nbclient on bundled data, offline) and simulator/analysis.py behind them."""
+"""Tests for notebooks/ (executed with nbclient on bundled data, offline) and analysis/report.py behind them."""
 
 from __future__ import annotations
 
@@ -21,11 +21,11 @@ from nbformat.v4 import new_code_cell
 from engine import parse_signal
 from fanout.balances import parse_balances
 from fanout.cmd_backtest import DEMO_DAYS, DEMO_SEED
-from fanout.paths import demo_signals_file
+from marketdata.paths import demo_signals_file
 from fanout.signals_file import read_signals
-from simulator import analysis
-from simulator.candles import save_candles
-from simulator.synthetic import generate_candles
+from analysis import report as analysis
+from marketdata.candles import save_candles
+from marketdata.synthetic import generate_candles
 
 NOTEBOOKS = Path(__file__).parents[2] / "notebooks"
 NOTEBOOK_NAMES = ["analysis.ipynb", "paper_vs_backtest.ipynb"]

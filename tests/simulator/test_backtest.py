@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from analysis.output import TRADE_COLUMNS, format_table, max_drawdown, summarize, write_outputs
 from engine import ExecutionConfig, parse_signal
+from marketdata.candles import Candles
 from simulator.backtest import BacktestRunner
-from simulator.backtest_output import TRADE_COLUMNS, format_table, max_drawdown, summarize, write_outputs
-from simulator.candles import Candles
 
 BTC = "BTC/USDT:USDT"
 ETH = "ETH/USDT:USDT"

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from engine import ExecutionConfig, parse_signal
+from marketdata.candles import Candles
 from simulator.backtest import BacktestRunner
-from simulator.candles import Candles
 from simulator.fills import LIQUIDATION, STOP_LOSS, TAKE_PROFIT, Level, first_hit, levels_for, slipped
 
 BTC = "BTC/USDT:USDT"

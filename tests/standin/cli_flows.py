@@ -144,10 +144,10 @@ class Clock:
 
 @contextmanager
 def paper_clock(clock: Clock) -> Iterator[list[Any]]:
-    """Every public client build_paper makes (live.market_data.make_exchange) reads ``clock``; yields them."""
-    import live.market_data
+    """Every public client build_paper makes (marketdata.download.make_exchange) reads ``clock``; yields them."""
+    import marketdata.download
 
-    real = live.market_data.make_exchange
+    real = marketdata.download.make_exchange
     made: list[Any] = []
 
     def make_exchange(api_url: str | None = None) -> Any:
@@ -156,5 +156,5 @@ def paper_clock(clock: Clock) -> Iterator[list[Any]]:
         made.append(exchange)
         return exchange
 
-    with mock.patch.object(live.market_data, "make_exchange", make_exchange):
+    with mock.patch.object(marketdata.download, "make_exchange", make_exchange):
         yield made

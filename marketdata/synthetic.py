@@ -1,4 +1,4 @@
-"""Simulator room: the project's own synthetic BTC one-minute candles and demo signals (offline demos, benchmark).
+"""Market-data room: the project's own synthetic BTC one-minute candles and demo signals (offline demos, benchmark).
 
 The generator is a stochastic-volatility random walk, deterministic for a seed (numpy PCG64):
 
@@ -20,7 +20,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from simulator.candles import Candles
+from marketdata.candles import Candles
 
 TICK = 0.1
 MINUTE_MS = 60_000

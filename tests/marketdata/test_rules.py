@@ -1,4 +1,4 @@
-"""Tests for simulator/rules.py: the market-rules snapshot, its corrections, brackets and ccxt parsing."""
+"""Tests for marketdata/rules.py: the market-rules snapshot, its corrections, brackets and ccxt parsing."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from simulator.rules import SNAPSHOT, MarketRules, _derive_brackets, _standard_leverage, build_snapshot, main
+from marketdata.rules import SNAPSHOT, MarketRules, _derive_brackets, _standard_leverage, build_snapshot, main
 
 BTC = "BTC/USDT:USDT"
 REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "binance-usdm"

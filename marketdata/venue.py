@@ -1,4 +1,4 @@
-"""Live room: which Binance USDⓈ-M venue a ccxt instance talks to (production, demo trading, or a URL override)."""
+"""Market-data room: which Binance USDⓈ-M venue a ccxt instance talks to (production, demo trading, or a URL override)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
-"""Binance USDⓈ-M market rules: build the data/market_rules.json snapshot and load it as ccxt markets and tiers.
+"""Market-data room: Binance USDⓈ-M market rules: build the data/market_rules.json snapshot and load it as ccxt markets and tiers.
 
 Build (from the reference material, not from memory)::
 
-    python -m simulator.rules ../shared/reference/binance-usdm data/market_rules.json
+    python -m marketdata.rules ../shared/reference/binance-usdm data/market_rules.json
 
 The snapshot holds, per symbol, the raw exchangeInfo symbol entry (as Binance sends it, numbers as strings the way
 ccxt's fixture stored them) and the GET /fapi/v1/leverageBracket entry. Corrections to the fixture are listed in
@@ -93,7 +93,7 @@ def build_snapshot(reference: Path) -> dict:
         }
     return {
         "_source": {
-            "built_by": "python -m simulator.rules <reference dir> data/market_rules.json",
+            "built_by": "python -m marketdata.rules <reference dir> data/market_rules.json",
             "reference": "shared/reference/binance-usdm (ccxt fixtures, Binance docs, public captures)",
             "corrections": {
                 "MIN_NOTIONAL": "BTCUSDT 100, ETHUSDT 20: real -4164 rejections (errors.json); fixture said 5",
@@ -145,7 +145,7 @@ class MarketRules:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
-        print("usage: python -m simulator.rules REFERENCE_DIR OUT_JSON", file=sys.stderr)
+        print("usage: python -m marketdata.rules REFERENCE_DIR OUT_JSON", file=sys.stderr)
         return 2
     snap = build_snapshot(Path(argv[0]))
     Path(argv[1]).write_text(json.dumps(snap, indent=1, sort_keys=False) + "\n")

@@ -1,4 +1,4 @@
-"""Live room: download Binance USDⓈ-M candles with ccxt ``fetch_ohlcv`` into the CSV cache under ``data/cache/``.
+"""Market-data room: download Binance USDⓈ-M candles with ccxt ``fetch_ohlcv`` into the CSV cache under ``data/cache/``.
 
 Cache format (docs/data.md): one CSV per symbol and timeframe, ``<cache>/<BASE><QUOTE>-<timeframe>.csv`` (e.g.
 ``data/cache/BTCUSDT-1m.csv``), header ``open_time,open,high,low,close,volume``, ``open_time`` ISO-8601 UTC

@@ -1,4 +1,4 @@
-"""The execution journal (SQLite / PostgreSQL via DATABASE_URL): processed signals, per-account executions, state.
+"""Storage room: the execution journal (SQLite / PostgreSQL via DATABASE_URL): processed signals, per-account executions, state.
 
 Both paper and live record here, so a restart never executes a signal twice: a signal id is claimed in
 ``processed_signals`` before any order is sent, and every account's outcome lands in ``executions``.
@@ -20,7 +20,6 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    create_engine,
     delete,
     insert,
     select,
@@ -29,6 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from engine.results import AccountResult
+from storage.database import DEFAULT_DATABASE_URL, open_engine
 
 metadata = MetaData()
 
@@ -77,10 +77,8 @@ state = Table(
 class Journal:
     """Thin SQLAlchemy Core wrapper; create tables on first use."""
 
-    def __init__(self, database_url: str = "sqlite:///fanout.db") -> None:
-        from live.account_store import normalize_url  # the same URL rules as the account store (psycopg 3)
-
-        self.engine = create_engine(normalize_url(database_url), future=True)
+    def __init__(self, database_url: str = DEFAULT_DATABASE_URL) -> None:
+        self.engine = open_engine(database_url)
         metadata.create_all(self.engine)
 
     def __repr__(self) -> str:

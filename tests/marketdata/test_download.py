@@ -1,10 +1,10 @@
-"""Tests of ``fanout data download`` (live/market_data.py, fanout/cmd_data.py) replayed from vcrpy cassettes.
+"""Tests of ``fanout data download`` (marketdata/download.py, fanout/cmd_data.py) replayed from vcrpy cassettes.
 
 Cassettes ``tests/cassettes/ohlcv_*.yaml`` hold Binance-shaped ``/fapi/v1/klines`` and ``exchangeInfo`` answers
-recorded from the stand-in in tests/data/binance_standin.py (real candles from ../shared/data). Playback never
+recorded from the stand-in in tests/marketdata/binance_standin.py (real candles from ../shared/data). Playback never
 touches the network (record_mode none; requests match on method, path and query). Re-record all of them with::
 
-    FANOUT_RECORD_CASSETTES=1 .venv/bin/python -m pytest tests/data -q
+    FANOUT_RECORD_CASSETTES=1 .venv/bin/python -m pytest tests/marketdata -q
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import pytest
 import vcr
 
 from fanout import cmd_data
-from live.market_data import (
+from marketdata.download import (
     HEADER,
     Gap,
     MarketDataError,
@@ -319,7 +319,7 @@ async def test_api_url_replaces_the_fapi_origin_only():
 
 
 def test_cache_is_readable_by_the_candle_loader(tmp_path):
-    candles = pytest.importorskip("simulator.candles")
+    candles = pytest.importorskip("marketdata.candles")
     path = tmp_path / "BTCUSDT-1m.csv"
     write_cache(path, {T0 + i * M: ("1.5", "2", "1", "1.5", "0.001") for i in range(3)})
     loaded = candles.load_candles(path)

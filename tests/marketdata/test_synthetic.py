@@ -1,4 +1,4 @@
-"""Tests for simulator/synthetic.py: deterministic, consistent, realistic synthetic candles and demo signals."""
+"""Tests for marketdata/synthetic.py: deterministic, consistent, realistic synthetic candles and demo signals."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from engine.signal import parse_signal
-from simulator.candles import Candles, load_candles, resample, save_candles
-from simulator.synthetic import demo_signals, generate_candles
+from marketdata.candles import Candles, load_candles, resample, save_candles
+from marketdata.synthetic import demo_signals, generate_candles
 
 ARRAYS = ("time", "open", "high", "low", "close", "volume")
 

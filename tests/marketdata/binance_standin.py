@@ -4,7 +4,7 @@ It answers ``GET /fapi/v1/klines`` with Binance's 12-field arrays (shape of the 
 ``shared/reference/binance-usdm/responses.ccxt-fixtures.json``, fetchOHLCV) built from the real 1m candles in
 ``shared/data`` (aggregated for longer timeframes), and ``GET /fapi/v1/exchangeInfo`` from the exchangeInfo
 entries in ``data/market_rules.json``. Paging follows Binance: with ``startTime`` the oldest ``limit`` candles from
-it, with only ``endTime`` the newest ``limit`` up to it. Re-record: see tests/data/test_download.py.
+it, with only ``endTime`` the newest ``limit`` up to it. Re-record: see tests/marketdata/test_download.py.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Where fanout keeps its files: the project's data/ folder (override with FANOUT_DATA_DIR)."""
+"""Market-data room: where fanout keeps its files: the project's data/ folder (override with FANOUT_DATA_DIR)."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ def cache_dir() -> Path:
 
 
 def cache_file(symbol: str, timeframe: str) -> Path:
-    """<cache_dir>/<BASE><QUOTE>-<tf>.csv, the layout live/market_data.py writes."""
-    from live.market_data import cache_path
+    """<cache_dir>/<BASE><QUOTE>-<tf>.csv, the layout marketdata/download.py writes."""
+    from marketdata.download import cache_path
 
     return cache_path(symbol, timeframe, cache_dir())
 

@@ -1,4 +1,4 @@
-"""Backtest outputs: trades.csv, skipped.csv, equity.csv, summary.json, equity.png, and the terminal table."""
+"""Analysis room: backtest outputs: trades.csv, skipped.csv, equity.csv, summary.json, equity.png, and the terminal table."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests for simulator/candles.py: loading every time format, validation errors, gaps, resampling, saving."""
+"""Tests for marketdata/candles.py: loading every time format, validation errors, gaps, resampling, saving."""
 
 from __future__ import annotations
 
@@ -12,7 +12,15 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pytest
 
-from simulator.candles import CandleError, Candles, Gap, load_candles, resample, save_candles, timeframe_to_ms
+from marketdata.candles import (
+    CandleError,
+    Candles,
+    Gap,
+    load_candles,
+    resample,
+    save_candles,
+    timeframe_to_ms,
+)
 
 REAL = Path(__file__).parents[2].parent / "shared" / "data" / "BTCUSDT-1m-2023-03-01--2023-03-21.binanceus.csv"
 T0 = 1677628800000  # 2023-03-01T00:00:00Z

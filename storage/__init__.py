@@ -1,0 +1,1 @@
+"""Storage room: the database behind paper and live (journal of signals and executions, state), SQLite or PostgreSQL."""

@@ -1,0 +1,64 @@
+"""Storage room: DATABASE_URL rules shared by every table fanout keeps (SQLite by default, PostgreSQL via psycopg 3)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+DEFAULT_DATABASE_URL = "sqlite:///fanout.db"
+
+
+class DatabaseUrlError(ValueError):
+    """DATABASE_URL cannot be used; ``variable`` names it (the URL itself may hold a password and is not shown)."""
+
+    variable = "DATABASE_URL"
+
+
+def database_url(env: Mapping[str, Any]) -> str:
+    """``DATABASE_URL`` from the settings, or the SQLite default ``sqlite:///fanout.db``."""
+    return str(env.get("DATABASE_URL") or "").strip() or DEFAULT_DATABASE_URL
+
+
+def normalize_url(url: str) -> str:
+    """Route PostgreSQL URLs (``postgres://``, ``postgresql://``) to psycopg 3; other URLs pass unchanged."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise DatabaseUrlError("DATABASE_URL is not a database URL (e.g. sqlite:///fanout.db)") from None
+    if parsed.drivername in ("postgres", "postgresql"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def display_url(url: str) -> str:
+    """The URL with any password masked, for output."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<invalid DATABASE_URL>"
+
+
+def sqlite_file_missing(url: str) -> bool:
+    """True for a SQLite file URL whose file does not exist (reading it would create an empty file)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return False
+    db = parsed.database
+    return parsed.get_backend_name() == "sqlite" and db not in (None, "", ":memory:") and not Path(db).exists()
+
+
+def open_engine(url: str) -> Engine:
+    """A SQLAlchemy engine for ``url`` (normalised); a missing driver or bad URL names DATABASE_URL."""
+    try:
+        return create_engine(normalize_url(url), future=True)
+    except ModuleNotFoundError as exc:
+        raise DatabaseUrlError(
+            f"DATABASE_URL needs the database driver {exc.name!r}: pip install 'fanout[postgres]'") from None
+    except ArgumentError as exc:
+        raise DatabaseUrlError(f"DATABASE_URL is not usable: {exc}") from None
