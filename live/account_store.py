@@ -28,6 +28,7 @@ from sqlalchemy import (
 
 from live.accounts import AccountConfigError, ApiCredentials, redact
 from storage.database import display_url, open_engine
+from storage.schema import Component, ensure_schema
 
 SUPPORTED_EXCHANGES = ("binanceusdm",)
 GENERATE_KEY_HINT = (
@@ -46,6 +47,8 @@ user_api_keys = Table(
     Column("is_active", Boolean, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
+# Version 1: user_api_keys as above (fanout before schema versions). Add steps at the end only (storage/schema.py).
+ACCOUNTS = Component("accounts", metadata)
 
 
 class AccountNotFound(LookupError):
@@ -100,7 +103,11 @@ class AccountStore:
         self._fernet = _fernet(encryption_key)
         self.engine = open_engine(database_url)
         self.url = display_url(database_url)
-        metadata.create_all(self.engine)
+        try:
+            ensure_schema(self.engine, ACCOUNTS)
+        except BaseException:
+            self.engine.dispose()
+            raise
 
     def close(self) -> None:
         self.engine.dispose()
@@ -153,7 +160,7 @@ class AccountStore:
             query = query.where(t.c.is_active.is_(True))
         with self.engine.connect() as conn:
             return [
-                StoredAccount(r.id, r.label, r.exchange, redact(r.api_key), bool(r.is_active), r.created_at)
+                StoredAccount(r.id, r.label, r.exchange, redact(r.api_key), bool(r.is_active), _utc(r.created_at))
                 for r in conn.execute(query)
             ]
 
@@ -194,6 +201,11 @@ class AccountStore:
                 variable=f"user_api_keys#{r.id}",
             ))
         return accounts
+
+
+def _utc(moment: datetime) -> datetime:
+    """UTC on both engines: SQLite returns the stored UTC time naive, PostgreSQL in the session's time zone."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _check_label(label: str) -> str:

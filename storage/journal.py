@@ -2,7 +2,9 @@
 
 Both paper and live record here, so a restart never executes a signal twice: a signal id is claimed in
 ``processed_signals`` before any order is sent, and every account's outcome lands in ``executions``.
-Paper mode also keeps the simulated venue's state under ``state`` (a JSON document per key).
+Paper mode also keeps the simulated venue's state under ``state`` (a JSON document per key), and
+``instance_lock`` names the bot holding the database (storage/instance_lock.py). The tables are the ``journal``
+schema component (storage/schema.py): a new table or column is one more :class:`Step` in ``JOURNAL``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from sqlalchemy.exc import IntegrityError
 
 from engine.results import AccountResult
 from storage.database import DEFAULT_DATABASE_URL, open_engine
+from storage.schema import Component, Step, create_table, ensure_schema, widen_to_text
 
 metadata = MetaData()
 
@@ -36,7 +39,7 @@ processed_signals = Table(
     "processed_signals", metadata,
     Column("signal_id", String(64), primary_key=True),
     Column("mode", String(16), nullable=False),
-    Column("source", String(64), nullable=False),
+    Column("source", Text, nullable=False),  # "file:<name>", "webhook", "cli": any length
     Column("payload", Text, nullable=False),
     Column("received_at", Float, nullable=False),
     Column("succeeded", Integer),
@@ -46,7 +49,7 @@ processed_signals = Table(
 executions = Table(
     "executions", metadata,
     Column("signal_id", String(64), primary_key=True),
-    Column("account", String(128), primary_key=True),
+    Column("account", Text, primary_key=True),  # account names are the user's
     Column("mode", String(16), nullable=False),
     Column("status", String(16), nullable=False),
     Column("reason", Text),
@@ -73,13 +76,34 @@ state = Table(
     Column("updated_at", Float, nullable=False),
 )
 
+instance_lock = Table(
+    "instance_lock", metadata,
+    Column("role", String(16), primary_key=True),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("heartbeat_at", Float, nullable=False),
+)
+
+# Version 1: processed_signals, executions, state (fanout before schema versions). Add steps at the end only.
+JOURNAL = Component("journal", metadata, steps=(
+    Step(2, "processed_signals.source as TEXT (a long signals-file name broke claims on PostgreSQL)",
+         widen_to_text(processed_signals, "source")),
+    Step(3, "executions.account as TEXT (account names have no length limit)", widen_to_text(executions, "account")),
+    Step(4, "instance_lock: which bot holds the database", create_table(instance_lock)),
+))
+
 
 class Journal:
-    """Thin SQLAlchemy Core wrapper; create tables on first use."""
+    """Thin SQLAlchemy Core wrapper; creates or upgrades the tables on open (storage/schema.py)."""
 
     def __init__(self, database_url: str = DEFAULT_DATABASE_URL) -> None:
         self.engine = open_engine(database_url)
-        metadata.create_all(self.engine)
+        try:
+            ensure_schema(self.engine, JOURNAL)
+        except BaseException:
+            self.engine.dispose()
+            raise
 
     def __repr__(self) -> str:
         return f"Journal({self.engine.url.render_as_string(hide_password=True)})"
@@ -124,7 +148,8 @@ class Journal:
         if mode:
             q = q.where(executions.c.mode == mode)
         with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(q.order_by(executions.c.recorded_at))]
+            order = (executions.c.recorded_at, executions.c.signal_id, executions.c.account)
+            return [dict(r._mapping) for r in conn.execute(q.order_by(*order))]
 
     def save_state(self, key: str, value: Any) -> None:
         text = json.dumps(value, separators=(",", ":"))

@@ -1,14 +1,18 @@
-"""Shared test fixtures: the market-rules snapshot, a simulated venue with accounts, the design document's signal."""
+"""Shared test fixtures: the market-rules snapshot, a simulated venue with accounts, the design document's signal,
+and the databases (``database_url``: each test once on SQLite and once on a throwaway PostgreSQL server)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import itertools
+import os
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from engine import Account, Signal, parse_signal
 from marketdata.rules import MarketRules
 from simulator.exchange import SimulatedVenue
+from tests.postgres_server import PostgresServer, unavailable
 
 BTC = "BTC/USDT:USDT"
 T0 = 1_704_067_200_000  # 2024-01-01T00:00:00Z
@@ -43,3 +47,52 @@ def seed_signal() -> Signal:
     """The design document's example: BTC/USDT LONG, entry 50,000, SL 49,500, TP 51,000."""
     return parse_signal({"symbol": "BTC/USDT", "side": "long", "entry": 50_000, "sl": 49_500, "tp": 51_000,
                          "id": "seed-1"})
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One throwaway PostgreSQL cluster for the session (tests/postgres_server.py), stopped and removed at the end.
+
+    Skips with the reason where the server cannot run; with FANOUT_REQUIRE_POSTGRES=1 (set by .ci/run) that is a
+    failure instead, so CI never passes without the database tests."""
+    reason = unavailable()
+    if reason:
+        if os.environ.get("FANOUT_REQUIRE_POSTGRES"):
+            pytest.fail(f"FANOUT_REQUIRE_POSTGRES is set but {reason}")
+        pytest.skip(reason)
+    server = PostgresServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+_database_names = itertools.count(1)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def new_database_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[Callable[[], str]]:
+    """Factory of empty databases on this test's engine: SQLite files in tmp_path, then fresh databases on the
+    session's PostgreSQL server (dropped after the test). Each call returns a new DATABASE_URL."""
+    if request.param == "sqlite":
+        files = (tmp_path / ("fanout.db" if n == 1 else f"fanout{n}.db") for n in itertools.count(1))
+        yield lambda: f"sqlite:///{next(files)}"
+        return
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    made: list[str] = []
+
+    def make() -> str:
+        made.append(f"fanout_test_{os.getpid()}_{next(_database_names)}")
+        return server.create_database(made[-1])
+
+    try:
+        yield make
+    finally:
+        for name in made:
+            server.drop_database(name)
+
+
+@pytest.fixture
+def database_url(new_database_url: Callable[[], str]) -> str:
+    """DATABASE_URL of an empty database: a SQLite file in tmp_path, then a fresh PostgreSQL database."""
+    return new_database_url()

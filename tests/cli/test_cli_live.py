@@ -28,8 +28,9 @@ def isolated(monkeypatch, tmp_path, caplog):
 
 
 @pytest.fixture
-def env_file(tmp_path):
-    return flows.write_env(tmp_path / "live.env", mode="live", database=tmp_path / "live.db")
+def env_file(tmp_path, database_url):
+    """Settings for the flows; the journal is a SQLite file, then a PostgreSQL database (each test runs on both)."""
+    return flows.write_env(tmp_path / "live.env", mode="live", database=database_url)
 
 
 def _no_secrets(*texts: str) -> None:
@@ -83,7 +84,8 @@ def test_signal_live_places_entry_stop_and_target_on_every_env_account(env_file,
     _no_secrets(out, err, caplog.text)
 
 
-def test_run_live_once_executes_the_file_signal_and_a_restart_executes_nothing(env_file, tmp_path, capsys, caplog):
+def test_run_live_once_executes_the_file_signal_and_a_restart_executes_nothing(env_file, database_url, tmp_path,
+                                                                                capsys, caplog):
     signals = flows.write_signals(tmp_path / "signals.csv")
     with use_cassette("cli_run_live") as cassette:
         first = main(flows.run_argv(env_file, "live", signals))
@@ -108,7 +110,7 @@ def test_run_live_once_executes_the_file_signal_and_a_restart_executes_nothing(e
         assert ("GET", "/fapi/v1/openAlgoOrders", {"symbol": "BTCUSDT"}) in mine
     assert flows.unplayed(cassette) == []
 
-    journal = Journal(f"sqlite:///{tmp_path / 'live.db'}")
+    journal = Journal(database_url)
     try:
         rows = journal.executions("live")
         assert journal.is_processed(flows.RUN_SIGNAL_ID)

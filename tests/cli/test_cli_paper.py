@@ -32,14 +32,15 @@ def isolated(monkeypatch, tmp_path, caplog):
 
 
 @pytest.fixture
-def env_file(tmp_path):
-    return flows.write_env(tmp_path / "paper.env", mode="paper", database=tmp_path / "paper.db",
+def env_file(tmp_path, database_url):
+    """Settings for the flows; the journal is a SQLite file, then a PostgreSQL database (each test runs on both)."""
+    return flows.write_env(tmp_path / "paper.env", mode="paper", database=database_url,
                            paper_balances=flows.BALANCES)
 
 
-def _state(tmp_path) -> tuple[dict, dict, list[dict]]:
+def _state(database_url: str) -> tuple[dict, dict, list[dict]]:
     """The journal after a run: the paper venue, the feed's last processed candles, the executions."""
-    journal = Journal(f"sqlite:///{tmp_path / 'paper.db'}")
+    journal = Journal(database_url)
     try:
         return journal.load_state("paper_venue"), journal.load_state("paper_feed"), journal.executions("paper")
     finally:
@@ -50,27 +51,27 @@ def _market_requests(cassette, before: Counter | None = None, until: Counter | N
     return [(path, params) for _label, _m, path, params in flows.played(cassette, before, until)]
 
 
-def test_run_paper_executes_at_the_recorded_price_takes_profit_and_never_repeats(env_file, tmp_path, capsys,
-                                                                                  caplog):
+def test_run_paper_executes_at_the_recorded_price_takes_profit_and_never_repeats(env_file, database_url, tmp_path,
+                                                                                  capsys, caplog):
     signals = flows.write_signals(tmp_path / "signals.csv")
     clock = flows.Clock(flows.ENTRY_CLOCK)
     with use_cassette("cli_run_paper") as cassette, flows.paper_clock(clock) as clients:
         # run 1: the signal executes at the ticker's last price; the poll sees only minutes before the entry
         assert main(flows.run_argv(env_file, "paper", signals)) == 0
         out1 = capsys.readouterr().out
-        venue1, feed1, executions1 = _state(tmp_path)
+        venue1, feed1, executions1 = _state(database_url)
         run1 = Counter(cassette.play_counts)
         # run 2 (restart) after the target minute has closed: nothing executed again, the take-profit fills
         clock.now = flows.TARGET_CLOCK
         assert main(flows.run_argv(env_file, "paper", signals)) == 0
         out2 = capsys.readouterr().out
-        venue2, feed2, executions2 = _state(tmp_path)
+        venue2, feed2, executions2 = _state(database_url)
         run2 = Counter(cassette.play_counts)
         # run 3 (restart): no position, no signal, no request
         clock.now = flows.LATER_CLOCK
         assert main(flows.run_argv(env_file, "paper", signals)) == 0
         out3 = capsys.readouterr().out
-        venue3, _feed3, executions3 = _state(tmp_path)
+        venue3, _feed3, executions3 = _state(database_url)
         run3 = Counter(cassette.play_counts)
 
     assert len(clients) == 3 and all(c.urls["api"]["fapiPublic"].startswith(flows.API_URL) for c in clients)
@@ -127,7 +128,7 @@ def test_run_paper_executes_at_the_recorded_price_takes_profit_and_never_repeats
     assert flows.unplayed(cassette) == []
 
 
-def test_signal_paper_fills_every_virtual_account_at_the_ticker_price_once(env_file, tmp_path, capsys):
+def test_signal_paper_fills_every_virtual_account_at_the_ticker_price_once(env_file, database_url, capsys):
     clock = flows.Clock(flows.ENTRY_CLOCK)
     with use_cassette("cli_signal_paper") as cassette, flows.paper_clock(clock):
         code = main(flows.signal_argv(env_file, "paper", flows.PAPER_SIGNAL_ID))
@@ -145,7 +146,7 @@ def test_signal_paper_fills_every_virtual_account_at_the_ticker_price_once(env_f
     # the same signal id again: the journal refuses it before any price is fetched
     assert again == 1 and out_again == ""
     assert f"signal {flows.PAPER_SIGNAL_ID} was already executed (paper)" in err_again
-    venue, _feed, executions = _state(tmp_path)
+    venue, _feed, executions = _state(database_url)
     assert len(executions) == 3
     assert {n: len(a["positions"]) for n, a in venue["accounts"].items()} == dict.fromkeys(BALANCES, 1)
     assert flows.unplayed(cassette) == []

@@ -1,12 +1,12 @@
-"""Tests for live/account_store.py: the encrypted user_api_keys table on a temporary SQLite file."""
+"""Tests for live/account_store.py: the encrypted user_api_keys table, each test on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
-import importlib.util
+import sys
 
 import pytest
 from cryptography.fernet import Fernet
-from sqlalchemy import create_engine, select
+from sqlalchemy import select
 
 from live.account_store import (
     AccountNotFound,
@@ -14,7 +14,7 @@ from live.account_store import (
     user_api_keys,
 )
 from live.accounts import AccountConfigError
-from storage.database import DatabaseUrlError
+from storage.database import DatabaseUrlError, open_engine
 
 KEY_A = "akey" + "1" * 56 + "aend"
 KEY_B = "bkey" + "2" * 56 + "bend"
@@ -23,8 +23,8 @@ SECRET_B = "SECRET-B-" + "y" * 55
 
 
 @pytest.fixture
-def url(tmp_path) -> str:
-    return f"sqlite:///{tmp_path / 'accounts.db'}"
+def url(database_url) -> str:
+    return database_url
 
 
 @pytest.fixture
@@ -39,7 +39,7 @@ def store(url, fkey):
 
 
 def raw_rows(url: str) -> list:
-    engine = create_engine(url)
+    engine = open_engine(url)
     try:
         with engine.connect() as conn:
             return conn.execute(select(user_api_keys)).all()
@@ -70,6 +70,24 @@ def test_list_redacts_and_never_holds_secrets(store):
     assert row.api_key == "akey…aend"
     assert SECRET_A not in repr(row) and KEY_A not in repr(row)
     assert (row.id, row.label, row.exchange, row.is_active) == (1, "alpha", "binanceusdm", True)
+
+
+def test_created_at_is_utc_whatever_the_database_time_zone(url, fkey):
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import text
+
+    engine = open_engine(url)
+    if engine.dialect.name == "postgresql":  # the server answers in the session's zone: make it far from UTC
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text(f'ALTER DATABASE "{engine.url.database}" SET timezone TO \'Pacific/Kiritimati\''))
+    engine.dispose()
+    before = datetime.now(UTC)
+    with AccountStore(url, fkey) as s:
+        s.add("alpha", KEY_A, SECRET_A)
+        (row,) = s.list()
+    assert row.created_at.tzinfo is UTC
+    assert before - timedelta(seconds=1) <= row.created_at <= datetime.now(UTC)
 
 
 def test_disable_by_id_and_by_label(store):
@@ -164,8 +182,8 @@ def test_wrong_encryption_key_cannot_decrypt(url, fkey):
     assert SECRET_A not in str(info.value)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("psycopg") is not None, reason="psycopg installed (postgres extra)")
-def test_postgres_without_driver_says_how_to_install():
+def test_postgres_without_driver_says_how_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # as without the postgres extra: import psycopg fails
     with pytest.raises(DatabaseUrlError) as info:
         AccountStore("postgresql://u:pw@localhost/fanout", Fernet.generate_key())
     assert info.value.variable == "DATABASE_URL" and "fanout[postgres]" in str(info.value)

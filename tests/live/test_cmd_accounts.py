@@ -1,4 +1,5 @@
-"""Tests for fanout/cmd_accounts.py: `fanout accounts` list / add / disable through its own parser and handler."""
+"""Tests for fanout/cmd_accounts.py: `fanout accounts` list / add / disable through its own parser and handler, on
+SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -30,12 +31,11 @@ def clean_env(monkeypatch, tmp_path):
 
 
 @pytest.fixture
-def env_file(tmp_path):
+def env_file(tmp_path, database_url):
+    """Settings naming an empty database: a SQLite file, then a PostgreSQL database (every test runs on both)."""
     path = tmp_path / "test.env"
-    path.write_text(
-        f"DATABASE_URL=sqlite:///{tmp_path / 'fanout-test.db'}\nENCRYPTION_KEY={Fernet.generate_key().decode()}\n",
-        encoding="utf-8",
-    )
+    path.write_text(f"DATABASE_URL={database_url}\nENCRYPTION_KEY={Fernet.generate_key().decode()}\n",
+                    encoding="utf-8")
     return path
 
 

@@ -48,8 +48,9 @@ def _candles():
 
 
 @pytest.fixture()
-def env(tmp_path):
-    return {"DATABASE_URL": f"sqlite:///{tmp_path / 'paper.db'}", "PAPER_BALANCES": "1000,5000,500"}
+def env(database_url):
+    """Each test once on SQLite and once on PostgreSQL."""
+    return {"DATABASE_URL": database_url, "PAPER_BALANCES": "1000,5000,500"}
 
 
 def _write_signals(path, rows):

@@ -40,10 +40,12 @@ def credentials(names: tuple[str, ...] = NAMES) -> list[DummyCredentials]:
     return dummy_credentials(list(names))
 
 
-def write_env(path: Path, *, mode: str, database: Path, api_url: str = API_URL,
+def write_env(path: Path, *, mode: str, database: Path | str, api_url: str = API_URL,
               names: tuple[str, ...] = NAMES, paper_balances: str | None = None) -> Path:
-    """An env file with one ``BINANCE_API_KEY[_N]`` / ``BINANCE_API_SECRET[_N]`` pair per account."""
-    lines = [f"TRADING_MODE={mode}", f"BINANCE_API_URL={api_url}", f"DATABASE_URL=sqlite:///{database}"]
+    """An env file with one ``BINANCE_API_KEY[_N]`` / ``BINANCE_API_SECRET[_N]`` pair per account.
+    ``database``: a SQLite file, or a DATABASE_URL."""
+    url = database if isinstance(database, str) else f"sqlite:///{database}"
+    lines = [f"TRADING_MODE={mode}", f"BINANCE_API_URL={api_url}", f"DATABASE_URL={url}"]
     for i, c in enumerate(credentials(names), 1):
         suffix = "" if i == 1 else f"_{i}"
         lines += [f"BINANCE_API_KEY{suffix}={c.api_key}", f"BINANCE_API_SECRET{suffix}={c.api_secret}"]
