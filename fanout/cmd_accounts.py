@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import sys
 from typing import Any
 
-from live.account_store import (
-    SUPPORTED_EXCHANGES,
-    AccountNotFound,
-    AccountStore,
-)
-from live.accounts import KEY_VAR, AccountConfigError, redact, resolve_accounts
+from live.account_store import SUPPORTED_EXCHANGES, AccountNotFound, AccountStore, open_account_store
+from live.accounts import KEY_VAR, resolve_accounts
+from live.credentials import AccountConfigError, redact
 from live.env import DEFAULT_ENV_FILE, load_env
-from storage.database import DatabaseUrlError, database_url, display_url, sqlite_file_missing
+from storage.database import DatabaseUrlError, database_url, display_url
 
 
 class _RefuseSecret(argparse.Action):
@@ -79,7 +77,9 @@ def handler(args: argparse.Namespace) -> int:
 
 
 def _list(env: dict[str, str]) -> int:
-    selection = resolve_accounts(env)
+    with open_account_store(env) or contextlib.nullcontext() as store:  # None: no database file yet
+        selection = resolve_accounts(env, store)
+        rows = store.list() if store is not None else []
     count = len(selection.accounts)
     print(f"Active source: {selection.source}" + (f" ({count} account{'s' * (count != 1)})" if count else ""))
     for acc in selection.accounts:
@@ -89,12 +89,9 @@ def _list(env: dict[str, str]) -> int:
         print(f"Fallback: {fb.name} ({fb.variable}) retried alone, only if no account placed an order")
     else:
         print("Fallback: none")
-    url = database_url(env)
-    if sqlite_file_missing(url):
-        print(f"Database {display_url(url)}: not created yet (fanout accounts add creates it)")
+    if store is None:
+        print(f"Database {display_url(database_url(env))}: not created yet (fanout accounts add creates it)")
         return 0
-    with AccountStore(url) as store:
-        rows = store.list()
     note = " (not used while environment accounts are set)" if selection.source == "env" and rows else ""
     print(f"Database {store.url}: {len(rows)} row{'s' * (len(rows) != 1)}{note}")
     for row in rows:
@@ -123,11 +120,11 @@ def _add(args: argparse.Namespace, env: dict[str, str]) -> int:
 
 
 def _disable(args: argparse.Namespace, env: dict[str, str]) -> int:
-    url = database_url(env)
-    if sqlite_file_missing(url):
-        print(f"error: no database at {display_url(url)}", file=sys.stderr)
+    store = open_account_store(env)
+    if store is None:
+        print(f"error: no database at {display_url(database_url(env))}", file=sys.stderr)
         return 1
-    with AccountStore(url) as store:
+    with store:
         try:
             row = store.disable(args.target)
         except AccountNotFound as exc:

@@ -7,6 +7,7 @@ through ccxt. Both hand the same MultiAccountExecutor to the same TradingService
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -151,10 +152,12 @@ def live_banner(accounts: list[Account], *, demo: bool, api_url: str | None, con
 async def build_live(env: Mapping[str, str], config: ExecutionConfig, notifier: Notifier, *,
                      reconcile: bool = True, unprotected: str = "stop") -> Runtime:
     """Live trading on real (or demo) accounts, with start-up reconciliation."""
+    from live.account_store import open_account_store
     from live.accounts import fallback_needed, resolve_accounts
     from live.exchange import close_all, create_live_exchanges
 
-    selection = resolve_accounts(env)
+    with open_account_store(env) or contextlib.nullcontext() as store:  # None: no database file, no accounts there
+        selection = resolve_accounts(env, store)
     if not selection.accounts:
         raise ValueError("no accounts configured: set BINANCE_API_KEY / BINANCE_API_SECRET in production.env "
                          "or add database accounts with `fanout accounts add`")

@@ -8,6 +8,7 @@ Labels are unique among active rows and never all digits, so ``disable 3`` alway
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -26,8 +27,15 @@ from sqlalchemy import (
     update,
 )
 
-from live.accounts import AccountConfigError, ApiCredentials, redact
-from storage.database import display_url, open_engine
+from live.credentials import (
+    LABEL_MAX_CHARS,
+    AccountConfigError,
+    ApiCredentials,
+    check_credential,
+    check_label,
+    redact,
+)
+from storage.database import database_url, display_url, open_engine, sqlite_file_missing
 from storage.schema import Component, ensure_schema
 
 SUPPORTED_EXCHANGES = ("binanceusdm",)
@@ -40,7 +48,7 @@ user_api_keys = Table(
     "user_api_keys",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("label", String(100), nullable=False),
+    Column("label", String(LABEL_MAX_CHARS), nullable=False),
     Column("exchange", String(32), nullable=False),
     Column("api_key", String(256), nullable=False),
     Column("api_secret", Text, nullable=False),
@@ -79,15 +87,6 @@ def _fernet(encryption_key: str | bytes | None) -> Fernet | None:
             f"ENCRYPTION_KEY is not a valid Fernet key (32 url-safe base64-encoded bytes); {GENERATE_KEY_HINT}",
             "ENCRYPTION_KEY",
         ) from None
-
-
-def _check_value(value: str, field_name: str) -> str:
-    text = (value or "").strip()
-    if not text:
-        raise AccountConfigError(f"{field_name} is empty", field_name)
-    if any(c.isspace() for c in text):
-        raise AccountConfigError(f"{field_name} contains whitespace", field_name)
-    return text
 
 
 class AccountStore:
@@ -133,9 +132,9 @@ class AccountStore:
     def add(self, label: str, api_key: str, api_secret: str, exchange: str = "binanceusdm") -> int:
         """Store an active account (secret encrypted) and return its id."""
         fernet = self._require_fernet()
-        label = _check_label(label)
-        api_key = _check_value(api_key, "api_key")
-        api_secret = _check_value(api_secret, "api_secret")
+        label = check_label(label)
+        api_key = check_credential(api_key, "api_key")
+        api_secret = check_credential(api_secret, "api_secret")
         if exchange not in SUPPORTED_EXCHANGES:
             raise AccountConfigError(f"exchange must be one of {SUPPORTED_EXCHANGES}, got {exchange!r}", "exchange")
         t = user_api_keys
@@ -208,12 +207,14 @@ def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def _check_label(label: str) -> str:
-    text = (label or "").strip()
-    if not text:
-        raise AccountConfigError("label is empty", "label")
-    if text.isdigit():
-        raise AccountConfigError("label must not be all digits (digits mean an id)", "label")
-    if len(text) > 100:
-        raise AccountConfigError("label is longer than 100 characters", "label")
-    return text
+def open_account_store(env: Mapping[str, str | None]) -> AccountStore | None:
+    """The account database named by ``DATABASE_URL`` (default SQLite ``fanout.db``) with ``ENCRYPTION_KEY``.
+
+    ``None`` when that is a SQLite file that does not exist: it has no accounts and is not created. The caller
+    owns the store (``with`` it, or ``close()``). Used by the composition root to hand the store to
+    :func:`live.accounts.resolve_accounts`.
+    """
+    url = database_url(env)
+    if sqlite_file_missing(url):
+        return None
+    return AccountStore(url, env.get("ENCRYPTION_KEY"))

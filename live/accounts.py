@@ -17,8 +17,9 @@ value. Other suffixes (``BINANCE_API_KEY_TESTNET``) are not accounts: they are i
 Priority chain (:func:`resolve_accounts`):
 
 1. ``env`` — every environment account, if there is at least one.
-2. ``database`` — otherwise the active rows of ``user_api_keys`` (``DATABASE_URL``, default
-   ``sqlite:///fanout.db``; a SQLite file that does not exist is simply empty and is not created).
+2. ``database`` — otherwise the active rows of ``user_api_keys``, from the :class:`~live.credentials.CredentialStore`
+   the composition root passes in (it opens ``DATABASE_URL`` with :func:`live.account_store.open_account_store`;
+   a SQLite file that does not exist is simply empty and is not created). This module opens no database.
 3. ``fallback`` — the primary key (``BINANCE_API_KEY`` / ``BINANCE_API_SECRET``) alone.
 
 Thought through: the primary key *is* Account 1 of the environment path, so whenever it is set the source is
@@ -35,67 +36,17 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import dataclass, replace
+
+from engine.results import AccountResult
+from live.credentials import AccountConfigError, ApiCredentials, CredentialStore, check_credential
 
 log = logging.getLogger("fanout.accounts")
 
 KEY_VAR = "BINANCE_API_KEY"
 SECRET_VAR = "BINANCE_API_SECRET"
 NAME_VAR = "BINANCE_ACCOUNT_NAME"
-SOURCES = ("env", "database", "fallback")
 _ACCOUNT_VAR = re.compile(r"^(BINANCE_API_KEY|BINANCE_API_SECRET|BINANCE_ACCOUNT_NAME)(?:_(\w+))?$")
-
-
-class AccountConfigError(ValueError):
-    """Bad account configuration. ``variable`` names the offending variable (or field); never holds a value."""
-
-    def __init__(self, message: str, variable: str) -> None:
-        super().__init__(message)
-        self.variable = variable
-
-
-def redact(key: str) -> str:
-    """First 4 and last 4 characters of an API key (``abcd…wxyz``); keys of 12 characters or fewer become ``****``."""
-    key = key or ""
-    if len(key) <= 12:
-        return "****"
-    return f"{key[:4]}…{key[-4:]}"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ApiCredentials:
-    """One account's API credentials. repr / str show only the redacted key.
-
-    number: account number (N of ``BINANCE_API_KEY_N``, 1 for the primary key; database accounts 1..n by id).
-    name: display name: the ``BINANCE_ACCOUNT_NAME[_N]`` / database label, else ``Account N``.
-    api_key, api_secret: the credentials themselves (never logged).
-    source: ``env`` | ``database`` | ``fallback``.
-    variable: where it came from: ``BINANCE_API_KEY_N`` or ``user_api_keys#<id>``.
-    """
-
-    number: int
-    name: str
-    api_key: str = field(repr=False)
-    api_secret: str = field(repr=False)
-    source: str
-    variable: str
-
-    def __post_init__(self) -> None:
-        if self.source not in SOURCES:
-            raise ValueError(f"ApiCredentials field 'source' must be one of {SOURCES}, got {self.source!r}")
-
-    @property
-    def redacted_key(self) -> str:
-        return redact(self.api_key)
-
-    def __repr__(self) -> str:
-        return (
-            f"ApiCredentials(number={self.number}, name={self.name!r}, api_key={self.redacted_key!r}, "
-            f"source={self.source!r}, variable={self.variable!r})"
-        )
-
-    __str__ = __repr__
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,17 +68,7 @@ def _var(base: str, number: int) -> str:
     return base if number == 1 else f"{base}_{number}"
 
 
-def _clean(env: Mapping[str, Any], var: str) -> str:
-    value = env.get(var)
-    text = "" if value is None else str(value).strip()
-    if not text:
-        raise AccountConfigError(f"{var} is empty", var)
-    if any(c.isspace() for c in text):
-        raise AccountConfigError(f"{var} contains whitespace", var)
-    return text
-
-
-def _scan(env: Mapping[str, Any], logger: logging.Logger) -> tuple[dict[int, set[str]], dict[int, str]]:
+def _scan(env: Mapping[str, str | None], logger: logging.Logger) -> tuple[dict[int, set[str]], dict[int, str]]:
     """Map account numbers to the credential variable kinds present (and names), validating suffixes."""
     found: dict[int, set[str]] = {}
     names: dict[int, str] = {}
@@ -156,7 +97,7 @@ def _scan(env: Mapping[str, Any], logger: logging.Logger) -> tuple[dict[int, set
     return found, names
 
 
-def load_env_accounts(env: Mapping[str, Any], logger: logging.Logger | None = None) -> list[ApiCredentials]:
+def load_env_accounts(env: Mapping[str, str | None], logger: logging.Logger | None = None) -> list[ApiCredentials]:
     """Load every environment account (see the module table); logs one line per account and the total."""
     logger = logger or log
     found, names = _scan(env, logger)
@@ -169,7 +110,7 @@ def load_env_accounts(env: Mapping[str, Any], logger: logging.Logger | None = No
             raise AccountConfigError(f"{secret_var} is set but {key_var} is missing", key_var)
         if SECRET_VAR not in found[number]:
             raise AccountConfigError(f"{key_var} is set but {secret_var} is missing", secret_var)
-        api_key, api_secret = _clean(env, key_var), _clean(env, secret_var)
+        api_key, api_secret = check_credential(env.get(key_var), key_var), check_credential(env.get(secret_var), secret_var)
         if api_key in seen_keys:
             raise AccountConfigError(f"{key_var} repeats the key of {seen_keys[api_key]}", key_var)
         if api_secret in seen_secrets:
@@ -211,12 +152,13 @@ def _check_unique_names(accounts: Iterable[ApiCredentials]) -> None:
 
 
 def resolve_accounts(
-    env: Mapping[str, Any], store: Any | None = None, logger: logging.Logger | None = None
+    env: Mapping[str, str | None], store: CredentialStore | None = None, logger: logging.Logger | None = None
 ) -> AccountSelection:
     """Pick the trading accounts by the priority chain in the module docstring.
 
-    store: an :class:`live.account_store.AccountStore`; if ``None`` one is opened from ``DATABASE_URL`` /
-    ``ENCRYPTION_KEY`` (default ``sqlite:///fanout.db``) when the database path is reached.
+    store: the database of accounts (an :class:`live.account_store.AccountStore`, opened by the caller, e.g. with
+    :func:`live.account_store.open_account_store`); ``None`` means there is none and the database step finds no
+    account. It is asked only when no environment account is set.
     Raises :class:`AccountConfigError` for bad variables; it never skips a misconfigured account silently.
     """
     logger = logger or log
@@ -226,7 +168,7 @@ def resolve_accounts(
         fallback = replace(primary, source="fallback") if primary else None
         return AccountSelection("env", tuple(env_accounts), fallback)
 
-    db_accounts = _database_accounts(env, store)
+    db_accounts = store.active_credentials() if store is not None else []
     if db_accounts:
         for acc in db_accounts:
             logger.info("✅ Loaded Account %d from database (%s, %s)", acc.number, acc.variable, acc.name)
@@ -237,20 +179,7 @@ def resolve_accounts(
     return AccountSelection("none", (), None)
 
 
-def _database_accounts(env: Mapping[str, Any], store: Any | None) -> list[ApiCredentials]:
-    from live.account_store import AccountStore
-    from storage.database import database_url, sqlite_file_missing
-
-    if store is not None:
-        return store.active_credentials()
-    url = database_url(env)
-    if sqlite_file_missing(url):
-        return []
-    with AccountStore(url, env.get("ENCRYPTION_KEY")) as opened:
-        return opened.active_credentials()
-
-
-def fallback_needed(results: Iterable[Any]) -> bool:
+def fallback_needed(results: Iterable[AccountResult]) -> bool:
     """True only if no account of the earlier attempt placed (or may have placed) any order.
 
     ``results`` are the engine's ``AccountResult`` records (e.g. ``summary.results``). Every one must be

@@ -13,7 +13,7 @@ from live.account_store import (
     AccountStore,
     user_api_keys,
 )
-from live.accounts import AccountConfigError
+from live.credentials import AccountConfigError
 from storage.database import DatabaseUrlError, open_engine
 
 KEY_A = "akey" + "1" * 56 + "aend"

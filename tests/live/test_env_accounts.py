@@ -11,15 +11,9 @@ from cryptography.fernet import Fernet
 
 from engine.config import ExecutionConfig
 from engine.results import AccountResult
-from live.account_store import AccountStore
-from live.accounts import (
-    AccountConfigError,
-    ApiCredentials,
-    fallback_needed,
-    load_env_accounts,
-    redact,
-    resolve_accounts,
-)
+from live.account_store import AccountStore, open_account_store
+from live.accounts import fallback_needed, load_env_accounts, resolve_accounts
+from live.credentials import AccountConfigError, ApiCredentials, redact
 from live.env import load_env
 
 
@@ -246,26 +240,47 @@ def test_database_opened_from_database_url(tmp_path):
     fkey = Fernet.generate_key().decode()
     with AccountStore(url, fkey) as s:
         s.add("main", key(21), secret(21))
-    sel = resolve_accounts({"DATABASE_URL": url, "ENCRYPTION_KEY": fkey})
+    env = {"DATABASE_URL": url, "ENCRYPTION_KEY": fkey}
+    with open_account_store(env) as opened:  # the composition root opens it; resolve_accounts opens nothing
+        sel = resolve_accounts(env, opened)
     assert sel.source == "database" and [a.name for a in sel.accounts] == ["main"]
+
+
+def test_resolve_accounts_opens_no_database_itself(tmp_path):
+    url = f"sqlite:///{tmp_path / 'f.db'}"
+    fkey = Fernet.generate_key().decode()
+    with AccountStore(url, fkey) as s:
+        s.add("main", key(21), secret(21))
+    assert resolve_accounts({"DATABASE_URL": url, "ENCRYPTION_KEY": fkey}).source == "none"  # no store passed in
+
+
+def test_invalid_encryption_key_is_named_when_the_store_is_opened(tmp_path):
+    url = f"sqlite:///{tmp_path / 'f.db'}"
+    with AccountStore(url, Fernet.generate_key()) as s:
+        s.add("main", key(21), secret(21))
+    with pytest.raises(AccountConfigError) as info:
+        open_account_store({"DATABASE_URL": url, "ENCRYPTION_KEY": "not-a-fernet-key"})
+    assert info.value.variable == "ENCRYPTION_KEY" and "not-a-fernet-key" not in str(info.value)
 
 
 def test_database_without_encryption_key_names_it(tmp_path):
     url = f"sqlite:///{tmp_path / 'f.db'}"
     with AccountStore(url, Fernet.generate_key()) as s:
         s.add("main", key(21), secret(21))
-    with pytest.raises(AccountConfigError) as info:
-        resolve_accounts({"DATABASE_URL": url})
+    env = {"DATABASE_URL": url}
+    with pytest.raises(AccountConfigError) as info, open_account_store(env) as opened:
+        resolve_accounts(env, opened)
     assert info.value.variable == "ENCRYPTION_KEY"
 
 
 def test_none_when_nothing_configured_and_no_file_created(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="fanout.accounts"):
-        sel = resolve_accounts({})  # default sqlite:///fanout.db in the (tmp) working directory
+        sel = resolve_accounts({}, open_account_store({}))  # default sqlite:///fanout.db in the (tmp) working dir
     assert sel.source == "none" and sel.accounts == () and sel.fallback is None
     assert not (tmp_path / "fanout.db").exists()
     missing = tmp_path / "other.db"
-    assert resolve_accounts({"DATABASE_URL": f"sqlite:///{missing}"}).source == "none"
+    env = {"DATABASE_URL": f"sqlite:///{missing}"}
+    assert resolve_accounts(env, open_account_store(env)).source == "none"
     assert not missing.exists()
     assert any("No accounts" in m for m in caplog.messages)
 
