@@ -59,7 +59,6 @@ class MultiAccountExecutor:
             raise ValueError(f"account names must be unique, got {names}")
         self.config = config or ExecutionConfig()
         self.notifier: Notifier = notifier or NullNotifier()
-        self._alerts = not isinstance(self.notifier, NullNotifier)  # backtests: no alert coroutines at all
         self.watcher = watcher if watcher is not None else BracketWatcher(self.accounts, notifier=self.notifier)
         self.ledger = ledger or RiskLedger()
         self.quote = quote
@@ -98,7 +97,7 @@ class MultiAccountExecutor:
                 signal.id, signal.display_symbol, signal.side, summary.succeeded, summary.total,
                 summary.total_margin, summary.total_notional, summary.total_quantity,
             )
-        if self._alerts:
+        if self.notifier.enabled:
             await self._notify(self.notifier.signal_summary(signal, summary))
         return summary
 
@@ -119,7 +118,7 @@ class MultiAccountExecutor:
             log.info("✅ %s: $%.2f margin, %g %s", account.name, result.margin, result.quantity, signal.display_symbol)
         elif result.status == SKIPPED:
             log.info("⏭️ %s skipped: %s", account.name, result.reason)
-        if self._alerts:
+        if self.notifier.enabled:
             await self._notify(self.notifier.account_executed(signal, result))
         return result
 

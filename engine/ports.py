@@ -70,7 +70,15 @@ class Exchange(Protocol):
 
 
 class Notifier(Protocol):
-    """Where execution events go (Discord in live/, nothing in backtests). Must never raise into order flow."""
+    """Where execution events go (Discord in live/, nothing in backtests). Must never raise into order flow.
+
+    enabled: False when the notifier drops every call (:class:`NullNotifier`). The engine then does not call
+        ``account_executed`` / ``signal_summary`` at all: they come once per account and signal, and a backtest
+        of many accounts would otherwise build and await that many coroutines that do nothing. ``event`` (rare:
+        failures, reconciliation) is called either way.
+    """
+
+    enabled: bool
 
     async def account_executed(self, signal: Any, result: Any) -> None: ...
 
@@ -81,6 +89,8 @@ class Notifier(Protocol):
 
 class NullNotifier:
     """A notifier that drops everything: backtests stay silent."""
+
+    enabled = False
 
     async def account_executed(self, signal: Any, result: Any) -> None:
         return None

@@ -38,7 +38,6 @@ GREEN = 0x2ECC71
 RED = 0xE74C3C
 GREY = 0x95A5A6
 ORANGE = 0xE67E22
-BLUE = 0x3498DB
 
 SUMMARY_TITLE = "📊 Multi-Account Execution Summary"
 
@@ -309,17 +308,3 @@ def message(embeds: list[dict[str, Any]], username: str | None = None) -> dict[s
     if username:
         body["username"] = truncate(username, 80)
     return body
-
-
-# ------------------------------------------------------------------ plain text
-def embed_text(embed: dict[str, Any]) -> str:
-    """An embed as plain text (console output): title, description, ``name: value`` lines, footer."""
-    parts = [embed.get("title") or ""]
-    if embed.get("description"):
-        parts.append(embed["description"])
-    for f in embed.get("fields") or ():
-        parts.append(f"{f['name']}: {f['value']}")
-    footer = (embed.get("footer") or {}).get("text")
-    if footer:
-        parts.append(footer)
-    return "\n".join(p for p in parts if p)

@@ -24,9 +24,8 @@ import asyncio
 import contextlib
 import logging
 import os
-import sys
 from collections.abc import Callable, Mapping
-from typing import Any, TextIO
+from typing import Any
 
 import aiohttp
 
@@ -35,7 +34,6 @@ from live.alerts_format import (
     EMBEDS_PER_MESSAGE,
     MESSAGE_CHARS_LIMIT,
     account_embed,
-    embed_text,
     event_embed,
     message,
     pack_embeds,
@@ -69,6 +67,8 @@ class DiscordNotifier:
     queue_size: messages waiting at most; beyond it new messages are dropped with a log line.
     username: optional display name for the webhook's messages.
     """
+
+    enabled = True  # the engine's Notifier capability: it wants every alert
 
     def __init__(
         self,
@@ -317,35 +317,8 @@ def _seconds(raw: Any) -> float | None:
     return value if value >= 0 else None
 
 
-class ConsoleNotifier:
-    """Prints the same alerts as plain text (``fanout signal`` without a webhook); never raises."""
-
-    def __init__(self, stream: TextIO | None = None) -> None:
-        self._stream = stream
-
-    def _print(self, embed: dict[str, Any]) -> None:
-        try:
-            print(embed_text(embed) + "\n", file=self._stream or sys.stdout, flush=True)
-        except Exception as exc:  # noqa: BLE001
-            log.warning("console alert failed: %s", redact(exc))
-
-    async def account_executed(self, signal: Any, result: Any) -> None:
-        with contextlib.suppress(Exception):
-            self._print(account_embed(signal, result))
-
-    async def signal_summary(self, signal: Any, summary: Any) -> None:
-        with contextlib.suppress(Exception):
-            self._print(summary_embed(signal, summary))
-
-    async def event(self, title: str, text: str) -> None:
-        with contextlib.suppress(Exception):
-            self._print(event_embed(title, text))
-
-
-def build_notifier(
-    env: Mapping[str, str] | None = None, *, fallback: Notifier | None = None, **kw: Any
-) -> Notifier:
-    """A :class:`DiscordNotifier` when ``DISCORD_WEBHOOK_URL`` is set, else ``fallback`` (or NullNotifier).
+def build_notifier(env: Mapping[str, str] | None = None, **kw: Any) -> Notifier:
+    """A :class:`DiscordNotifier` when ``DISCORD_WEBHOOK_URL`` is set, else a :class:`NullNotifier`.
 
     Extra keyword arguments go to :class:`DiscordNotifier`. A set but malformed URL raises ``ValueError``
     naming the variable (never its value), at start-up rather than silently losing alerts.
@@ -353,7 +326,7 @@ def build_notifier(
     env = os.environ if env is None else env
     url = (env.get(ENV_WEBHOOK) or "").strip()
     if not url:
-        return fallback if fallback is not None else NullNotifier()
+        return NullNotifier()
     if not url.startswith(("https://", "http://")) or "/webhooks/" not in url:
         raise ValueError(f"{ENV_WEBHOOK} must be a Discord webhook URL like https://discord.com/api/webhooks/<id>/<token>")
     return DiscordNotifier(url, **kw)

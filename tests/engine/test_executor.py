@@ -36,6 +36,8 @@ def open_algo(exchange) -> list[dict]:
 
 
 class RecordingNotifier:
+    enabled = True
+
     def __init__(self) -> None:
         self.executed: list[str] = []
         self.summaries: list = []
@@ -195,11 +197,13 @@ async def test_unknown_symbol_fails_each_account_with_bad_symbol(venue, make_acc
 
 async def test_notifier_failures_never_reach_order_flow(venue, make_accounts, seed_signal):
     class Broken:
+        enabled = True
+
         async def account_executed(self, signal, result):
             raise RuntimeError("discord down")
 
         async def signal_summary(self, signal, summary):
-            await asyncio.sleep(10)
+            await asyncio.Event().wait()  # never answers: the executor's notify_timeout ends the wait
 
         async def event(self, title, text):
             raise RuntimeError("discord down")
@@ -207,6 +211,14 @@ async def test_notifier_failures_never_reach_order_flow(venue, make_accounts, se
     accounts = make_accounts(1_000)
     summary = await MultiAccountExecutor(accounts, notifier=Broken(), notify_timeout=0.01).execute(seed_signal)
     assert summary.results[0].ok
+
+
+async def test_a_disabled_notifier_is_not_asked_for_trade_alerts(venue, make_accounts, seed_signal):
+    notifier = RecordingNotifier()
+    notifier.enabled = False  # what the null notifier answers: it would drop them anyway
+    summary = await MultiAccountExecutor(make_accounts(1_000, 5_000), notifier=notifier).execute(seed_signal)
+    assert [r.ok for r in summary.results] == [True, True]
+    assert notifier.executed == [] and notifier.summaries == []
 
 
 async def test_skips_are_counted_apart_from_trades(venue, make_accounts, seed_signal):

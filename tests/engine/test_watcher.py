@@ -13,6 +13,8 @@ HOUR = 3_600_000
 
 
 class Events:
+    enabled = True
+
     def __init__(self) -> None:
         self.events: list[tuple[str, str]] = []
 

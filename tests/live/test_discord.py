@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import logging
 import socket
@@ -18,7 +17,7 @@ from engine.ports import NullNotifier
 from engine.results import FAILED, SKIPPED, SUCCESS, AccountResult, SignalSummary
 from engine.signal import parse_signal
 from live import alerts_format as fmt
-from live.discord import ConsoleNotifier, DiscordNotifier, build_notifier, redact_webhook
+from live.discord import DiscordNotifier, build_notifier, redact_webhook
 
 TOKEN = "tOkEn-SeCrEt_abcdef0123456789"
 SIGNAL = parse_signal(
@@ -412,23 +411,10 @@ async def test_long_account_names_respect_message_limit(discord: FakeDiscord) ->
     assert sum(len(b["embeds"]) for b in discord.bodies) == 13
 
 
-# ---------------------------------------------------------------- console and factory
-async def test_console_notifier_prints_the_same_text() -> None:
-    out = io.StringIO()
-    notifier = ConsoleNotifier(out)
-    await _run_signal(notifier, _seed_results())
-    await notifier.event("🚨 Reconciliation - Account 1", "orphan stop cancelled")
-    text = out.getvalue()
-    assert "🎯 Order Executed - Account 2" in text and "Quantity: 0.04 BTC" in text
-    assert "📊 Multi-Account Execution Summary" in text and "Total BTC: 0.052 BTC" in text
-    assert "🚨 Reconciliation - Account 1" in text
-
-
+# ---------------------------------------------------------------- factory
 def test_build_notifier() -> None:
     assert isinstance(build_notifier({}), NullNotifier)
     assert isinstance(build_notifier({"DISCORD_WEBHOOK_URL": "  "}), NullNotifier)
-    console = ConsoleNotifier()
-    assert build_notifier({}, fallback=console) is console
     n = build_notifier({"DISCORD_WEBHOOK_URL": f"https://discord.com/api/webhooks/1/{TOKEN}"}, max_embeds=5)
     assert isinstance(n, DiscordNotifier) and n.max_embeds == 5
     with pytest.raises(ValueError, match="DISCORD_WEBHOOK_URL") as err:
