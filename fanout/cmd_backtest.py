@@ -13,6 +13,7 @@ from engine.signal import normalize_symbol
 from fanout.options import add_balance_options, add_sizing_options, balances_from_args, config_from_args
 from fanout.signals_file import SignalFileError, read_signals
 from marketdata import paths
+from marketdata.cache import cache_path
 from marketdata.candles import CandleError, Candles, load_candles
 from marketdata.synthetic import demo_signals, generate_candles
 from simulator.backtest import BacktestRunner
@@ -51,7 +52,7 @@ def _candles(args: argparse.Namespace) -> tuple[Candles, str, dict]:
         candles = load_candles(args.candles, symbol=symbol)
         return candles, f"candles from {args.candles}", {
             "path": str(Path(args.candles).resolve()), "timeframe": candles.timeframe, "symbol": symbol}
-    cached = paths.cache_file(symbol, args.timeframe)
+    cached = cache_path(symbol, args.timeframe)
     if cached.exists():
         candles = load_candles(cached, symbol=symbol, timeframe=args.timeframe)
         return candles, f"real candles from cache {cached}", {

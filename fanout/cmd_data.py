@@ -9,15 +9,9 @@ import sys
 from typing import Any
 
 from marketdata import paths
-from marketdata.download import (
-    TIMEFRAMES,
-    DownloadReport,
-    MarketDataError,
-    download,
-    format_time,
-    parse_time,
-    summarize_cache,
-)
+from marketdata.cache import MarketDataError, summarize_cache
+from marketdata.download import DownloadReport, download
+from marketdata.times import BINANCE_TIMEFRAMES, format_time, parse_time
 
 _SHOWN_GAPS = 5
 
@@ -36,10 +30,10 @@ def register(subparsers: Any) -> None:
                     "BINANCE_API_URL replaces https://fapi.binance.com when set.",
     )
     dl.add_argument("symbol", metavar="SYMBOL", help="BTCUSDT, BTC/USDT or BTC/USDT:USDT")
-    dl.add_argument("timeframe", metavar="TIMEFRAME", choices=list(TIMEFRAMES),
-                    help=f"one of {', '.join(TIMEFRAMES)}")
-    dl.add_argument("--since", required=True, metavar="DATE", help="first candle, ISO date or date-time (UTC)")
-    dl.add_argument("--until", metavar="DATE", help="end, exclusive, ISO date or date-time (UTC; default now)")
+    dl.add_argument("timeframe", metavar="TIMEFRAME", choices=BINANCE_TIMEFRAMES,
+                    help=f"one of {', '.join(BINANCE_TIMEFRAMES)}")
+    dl.add_argument("--since", required=True, metavar="DATE", help="first candle: ISO date or date-time (UTC), or epoch ms")
+    dl.add_argument("--until", metavar="DATE", help="end, exclusive: ISO date or date-time (UTC), or epoch ms (default now)")
     dl.add_argument("--cache-dir", default=str(paths.cache_dir()), metavar="DIR", help="cache folder (default %(default)s)")
     dl.add_argument("--retries", type=int, default=2, metavar="N",
                     help="retries of a request after a transient network error (default %(default)s)")
@@ -52,7 +46,7 @@ def register(subparsers: Any) -> None:
 
 
 def _short(ms: int) -> str:
-    return format_time(ms).replace(":00+00:00", "")
+    return format_time(ms, sep=" ").removesuffix(":00Z")
 
 
 def describe(report: DownloadReport) -> list[str]:
@@ -66,7 +60,7 @@ def describe(report: DownloadReport) -> list[str]:
     if not report.gaps:
         check = f"validation: complete, no gaps in {span}"
     else:
-        shown = ", ".join(f"{_short(g.start)} → {_short(g.end)} ({g.missing:,})" for g in report.gaps[:_SHOWN_GAPS])
+        shown = ", ".join(f"{_short(g.start_ms)} → {_short(g.end_ms)} ({g.missing:,})" for g in report.gaps[:_SHOWN_GAPS])
         more = f", … {len(report.gaps) - _SHOWN_GAPS} more" if len(report.gaps) > _SHOWN_GAPS else ""
         check = (f"validation: {len(report.gaps)} gap(s), {report.missing:,} missing candles in {span}: "
                  f"{shown}{more}")

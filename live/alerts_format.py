@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from typing import Any
+
+from marketdata.times import format_time
 
 # Discord's embed limits (https://discord.com/developers/docs/resources/message#embed-object-embed-limits).
 TITLE_LIMIT = 256
@@ -110,12 +111,6 @@ def display_symbol(symbol: str) -> str:
     return symbol.split(":")[0]
 
 
-def _iso(ms: int | None) -> str | None:
-    if not ms:
-        return None
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat()
-
-
 # ------------------------------------------------------------------ embeds
 def _field(name: str, value: str, inline: bool = True) -> dict[str, Any]:
     return {"name": name, "value": value, "inline": inline}
@@ -166,9 +161,8 @@ def account_embed(signal: Any, result: Any) -> dict[str, Any]:
             "fields": fields,
         }
     embed["footer"] = footer
-    stamp = _iso(result.time)
-    if stamp:
-        embed["timestamp"] = stamp
+    if result.time:
+        embed["timestamp"] = format_time(result.time, zone="+00:00")
     return fit_embed(embed)
 
 

@@ -1,1 +1,1 @@
-"""Market-data room: candles (load, validate, resample, gaps), downloads and the cache, market-rule snapshots (no accounts)."""
+"""Market-data room: times and timeframes, candles (load, validate, resample, gaps), the download and its cache, market-rule snapshots, the venue URL, where data files live (no accounts; docs/data.md)."""

@@ -11,12 +11,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from marketdata.times import (
+    Gap,
+    TimeParseError,
+    find_gaps,
+    format_time,
+    format_times,
+    ms_to_timeframe,
+    parse_times,
+    timeframe_to_ms,
+)
+
 log = logging.getLogger("fanout.candles")
 
 TIME_COLUMNS = ("timestamp", "open_time", "time", "date")
 PRICE_COLUMNS = ("open", "high", "low", "close")
 _KLINE_COLUMNS = ("open_time", "open", "high", "low", "close", "volume")  # header-less Binance kline dumps
-_UNIT_MS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 
 
 class CandleError(ValueError):
@@ -26,41 +36,11 @@ class CandleError(ValueError):
                  time_ms: int | None = None):
         where = [f"column '{column}'"] if column else []
         if row is not None:
-            where.append(f"row {row}" + (f" ({_iso(time_ms)})" if time_ms is not None else ""))
+            where.append(f"row {row}" + (f" ({format_time(time_ms)})" if time_ms is not None else ""))
         super().__init__(f"{source}: {', '.join(where) + ': ' if where else ''}{message}")
         self.source = source
         self.column = column
         self.row = row
-
-
-@dataclass(frozen=True, slots=True)
-class Gap:
-    """Missing candles: ``start_ms`` is the open time of the first missing candle, ``end_ms`` the open time of
-    the next candle present (exclusive), so ``missing_count == (end_ms - start_ms) // timeframe_ms``."""
-
-    start_ms: int
-    end_ms: int
-    missing_count: int
-
-
-def timeframe_to_ms(timeframe: str) -> int:
-    """'1m', '5m', '15m', '1h', '4h', '1d' (any ``<n><s|m|h|d|w>``) → milliseconds."""
-    m = re.fullmatch(r"(\d+)([smhdw])", str(timeframe).strip())
-    if not m or int(m.group(1)) == 0:
-        raise ValueError(f"timeframe {timeframe!r} is not like '1m', '5m', '15m', '1h', '4h' or '1d'")
-    return int(m.group(1)) * _UNIT_MS[m.group(2)]
-
-
-def ms_to_timeframe(ms: int) -> str:
-    """Milliseconds → the largest-unit timeframe string (60000 → '1m', 3600000 → '1h')."""
-    for unit in ("w", "d", "h", "m", "s"):
-        if ms % _UNIT_MS[unit] == 0:
-            return f"{ms // _UNIT_MS[unit]}{unit}"
-    raise ValueError(f"timeframe of {ms} ms is not a whole number of seconds")
-
-
-def _iso(ms: int) -> str:
-    return pd.Timestamp(int(ms), unit="ms", tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +82,7 @@ class Candles:
         return len(self.time)
 
     def __repr__(self) -> str:
-        span = f"{_iso(self.time[0])}..{_iso(self.time[-1])}" if len(self) else "empty"
+        span = f"{format_time(self.time[0])}..{format_time(self.time[-1])}" if len(self) else "empty"
         kind = ", synthetic" if self.synthetic else ""
         return f"Candles({self.symbol} {self.timeframe} x{len(self)} {span}{kind}, gaps={len(self.gaps)})"
 
@@ -200,7 +180,7 @@ def save_candles(candles: Candles, path: str | Path) -> Path:
                      b"fanout.source": candles.source.encode()})
         pq.write_table(table.replace_schema_metadata(meta), path)
     elif ".csv" in name:
-        df.index = df.index.strftime("%Y-%m-%d %H:%M:%S+00:00")
+        df.index = format_times(candles.time, sep=" ", zone="+00:00")
         df.to_csv(path, index_label="open_time")
     else:
         raise ValueError(f"path {str(path)!r}: expected a .csv, .csv.gz, .parquet or .pq file name")
@@ -228,7 +208,7 @@ def resample(candles: Candles, timeframe: str) -> Candles:
         high=np.maximum.reduceat(candles.high, starts), low=np.minimum.reduceat(candles.low, starts),
         close=candles.close[ends], volume=np.add.reduceat(candles.volume, starts),
         synthetic=candles.synthetic, source=f"{candles.source} (resampled to {timeframe})",
-        gaps=_find_gaps(time, target),
+        gaps=find_gaps(time, target),
     )
 
 
@@ -260,7 +240,10 @@ def _from_table(df: pd.DataFrame, *, source: str, symbol: str, timeframe: str | 
     if len(df) == 0:
         raise CandleError(source, "no data rows")
 
-    time = _parse_time(df[time_col], source, str(time_col))
+    try:
+        time = parse_times(df[time_col], str(time_col))
+    except TimeParseError as exc:
+        raise CandleError(source, exc.reason, column=exc.field, row=exc.index + 1) from None
     values = {name: _parse_number(df[by_lower[name]], source, name, time) for name in PRICE_COLUMNS}
     if "volume" in by_lower:
         values["volume"] = _parse_number(df[by_lower["volume"]], source, "volume", time)
@@ -274,9 +257,9 @@ def _from_table(df: pd.DataFrame, *, source: str, symbol: str, timeframe: str | 
 
     step = np.diff(time)
     _first_bad(np.r_[False, step < 0], source, str(time_col), time,
-               lambda i: f"times are not sorted: {_iso(time[i])} comes after {_iso(time[i - 1])}")
+               lambda i: f"times are not sorted: {format_time(time[i])} comes after {format_time(time[i - 1])}")
     _first_bad(np.r_[False, step == 0], source, str(time_col), time,
-               lambda i: f"duplicate timestamp {_iso(time[i])} (also row {i})")
+               lambda i: f"duplicate timestamp {format_time(time[i])} (also row {i})")
 
     o, h, lo, c = (values[n] for n in PRICE_COLUMNS)
     _first_bad(h < lo, source, "high", time, lambda i: f"high {h[i]!r} is below low {lo[i]!r}")
@@ -295,31 +278,23 @@ def _from_table(df: pd.DataFrame, *, source: str, symbol: str, timeframe: str | 
             raise CandleError(source, str(exc), column=str(time_col)) from None
     tf_ms = timeframe_to_ms(timeframe)
     _first_bad(np.r_[False, step % tf_ms != 0], source, str(time_col), time,
-               lambda i: f"{_iso(time[i])} is {step[i - 1]} ms after the previous candle, "
+               lambda i: f"{format_time(time[i])} is {step[i - 1]} ms after the previous candle, "
                          f"off the {timeframe} grid")
-    gaps = _find_gaps(time, tf_ms)
+    gaps = find_gaps(time, tf_ms)
     if gaps:
-        missing = sum(g.missing_count for g in gaps)
-        shown = "; ".join(f"{_iso(g.start_ms)}..{_iso(g.end_ms)} ({g.missing_count})" for g in gaps[:3])
+        missing = sum(g.missing for g in gaps)
+        shown = "; ".join(f"{format_time(g.start_ms)}..{format_time(g.end_ms)} ({g.missing})" for g in gaps[:3])
         log.warning("%s: %d gap(s), %d missing %s candle(s), not filled: %s%s", source, len(gaps), missing,
                     timeframe, shown, "; ..." if len(gaps) > 3 else "")
     return Candles(symbol=symbol, timeframe=timeframe, time=time, open=o, high=h, low=lo, close=c,
                    volume=values["volume"], synthetic=synthetic, source=source, gaps=gaps)
 
 
-def _find_gaps(time: np.ndarray, tf_ms: int) -> list[Gap]:
-    step = np.diff(time)
-    at = np.flatnonzero(step > tf_ms)
-    return [Gap(start_ms=int(time[i] + tf_ms), end_ms=int(time[i + 1]), missing_count=int(step[i] // tf_ms - 1))
-            for i in at]
-
-
-def _first_bad(mask: np.ndarray, source: str, column: str, time: np.ndarray | None, message) -> None:
+def _first_bad(mask: np.ndarray, source: str, column: str, time: np.ndarray, message) -> None:
     """Raise for the first True in ``mask`` (row numbers are 1-based data rows)."""
     if mask.any():
         i = int(np.argmax(mask))
-        raise CandleError(source, message(i), column=column, row=i + 1,
-                          time_ms=int(time[i]) if time is not None else None)
+        raise CandleError(source, message(i), column=column, row=i + 1, time_ms=int(time[i]))
 
 
 def _parse_number(series: pd.Series, source: str, column: str, time: np.ndarray) -> np.ndarray:
@@ -332,42 +307,3 @@ def _parse_number(series: pd.Series, source: str, column: str, time: np.ndarray)
     _first_bad(~np.isfinite(values), source, column, time,
                lambda i: f"{series.iloc[i]!r} is missing, not a number or not finite")
     return values
-
-
-def _is_number(value: Any) -> bool:
-    try:
-        float(value)
-    except (TypeError, ValueError):
-        return False
-    return True
-
-
-def _parse_time(series: pd.Series, source: str, column: str) -> np.ndarray:
-    """Epoch s / ms / µs numbers, numeric strings, datetimes or ISO-8601 strings → int64 epoch ms."""
-    raw = series.iloc
-    if pd.api.types.is_datetime64_any_dtype(series.dtype):
-        parsed = series if getattr(series.dtype, "tz", None) else series.dt.tz_localize("UTC")
-        bad = parsed.isna().to_numpy()
-        _first_bad(bad, source, column, None, lambda i: "missing time")
-        return parsed.dt.tz_convert("UTC").dt.as_unit("ms").astype("int64").to_numpy()
-    if pd.api.types.is_bool_dtype(series.dtype):
-        raise CandleError(source, "holds booleans, not times", column=column, row=1)
-    if pd.api.types.is_numeric_dtype(series.dtype):
-        numbers = series.to_numpy(dtype=np.float64, na_value=np.nan)
-    elif _is_number(series.iloc[0]):  # the first row decides between epoch numbers and ISO-8601 text
-        numbers = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-    else:
-        numbers = None
-    if numbers is not None:
-        numeric = np.isfinite(numbers)
-        _first_bad(~numeric, source, column, None,
-                   lambda i: f"{raw[i]!r} is not an epoch time like the other rows (or is missing)")
-        _first_bad(numbers < 0, source, column, None, lambda i: f"{raw[i]!r} is a negative epoch time")
-        top = numbers.max()
-        scale = 1e3 if top < 1e11 else 1.0 if top < 1e14 else 1e-3 if top < 1e17 else 1e-6
-        return np.rint(numbers * scale).astype(np.int64)
-    text = series.astype("string").str.strip()
-    parsed = pd.to_datetime(text, utc=True, format="ISO8601", errors="coerce")
-    _first_bad(parsed.isna().to_numpy(), source, column, None,
-               lambda i: f"{raw[i]!r} is neither epoch seconds/milliseconds nor an ISO-8601 time")
-    return parsed.dt.as_unit("ms").astype("int64").to_numpy()

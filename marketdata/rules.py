@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import sys
 from dataclasses import dataclass
 from functools import cached_property
@@ -25,13 +24,8 @@ from typing import Any
 
 import ccxt
 
-SNAPSHOT = Path(__file__).resolve().parents[1] / "data" / "market_rules.json"
+from marketdata import paths
 
-
-def snapshot_path() -> Path:
-    """The snapshot in FANOUT_DATA_DIR when set (installed copies, Docker), else the checkout's data/."""
-    override = os.environ.get("FANOUT_DATA_DIR")
-    return Path(override) / "market_rules.json" if override else SNAPSHOT
 MIN_NOTIONAL_OBSERVED = {"BTCUSDT": "100", "ETHUSDT": "20"}
 
 
@@ -112,7 +106,8 @@ class MarketRules:
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> MarketRules:
-        p = Path(path) if path else snapshot_path()
+        """Read the snapshot at ``path``, by default :func:`marketdata.paths.market_rules_file` (FANOUT_DATA_DIR)."""
+        p = Path(path) if path else paths.market_rules_file()
         try:
             return cls(json.loads(p.read_text()))
         except FileNotFoundError:
@@ -138,6 +133,11 @@ class MarketRules:
             market = self.helper.markets_by_id[sid][0]
             out[market["symbol"]] = self.helper.parse_market_leverage_tiers(entry["leverageBracket"], market)
         return out
+
+    def exchange_info(self, market_id: str) -> dict | None:
+        """The raw exchangeInfo entry of ``market_id`` (``BTCUSDT``) as Binance sends it, None when not in the snapshot."""
+        entry = self.snapshot.get("symbols", {}).get(market_id)
+        return entry.get("exchangeInfo") if isinstance(entry, dict) else None
 
     def raw_brackets(self, symbol: str) -> list[dict]:
         return self.snapshot["symbols"][self.helper.market(symbol)["id"]]["leverageBracket"]["brackets"]

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from marketdata.candles import Candles
+from marketdata.times import format_time
 
 TICK = 0.1
 MINUTE_MS = 60_000
@@ -148,7 +149,7 @@ def demo_signals(candles: Candles, n: int | None = None, seed: int = 11, *, look
         target = round(float(entry + sign * abs(entry - stop) * reward[k]), 1)
         out.append({
             "id": f"demo-{k + 1:04d}",
-            "time": pd.Timestamp(int(candles.time[i]), unit="ms", tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "time": format_time(candles.time[i]),
             "symbol": symbol, "side": side, "entry": entry, "stop_loss": stop, "take_profit": target,
         })
     return out

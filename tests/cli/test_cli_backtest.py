@@ -21,7 +21,7 @@ TOTAL_KEYS = {"start_balance", "end_balance", "trades", "wins", "losses", "win_r
 def demo_only(monkeypatch, tmp_path):
     """The bundled demo signals over synthetic candles, even if a real download sits in data/cache."""
     monkeypatch.delenv("FANOUT_DATA_DIR", raising=False)
-    monkeypatch.setattr(paths, "cache_file", lambda symbol, timeframe: tmp_path / "no-cache" / "none.csv")
+    monkeypatch.setattr(paths, "cache_dir", lambda: tmp_path / "no-cache")
 
 
 def backtest(out, *extra) -> int:

@@ -1,5 +1,5 @@
 """Tests for `fanout run --mode paper --once` and `fanout signal --mode paper`: virtual accounts fed by ccxt's public
-binanceusdm client (live/market_data.make_exchange), replayed from tests/cassettes/cli_run_paper.yaml and
+binanceusdm client (marketdata.client.make_exchange), replayed from tests/cassettes/cli_run_paper.yaml and
 cli_signal_paper.yaml at the recorded clock (tests/standin/cli_flows.py)."""
 
 from __future__ import annotations

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 
 import numpy as np
@@ -12,15 +11,8 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pytest
 
-from marketdata.candles import (
-    CandleError,
-    Candles,
-    Gap,
-    load_candles,
-    resample,
-    save_candles,
-    timeframe_to_ms,
-)
+from marketdata.candles import CandleError, Candles, load_candles, resample, save_candles
+from marketdata.times import Gap
 
 REAL = Path(__file__).parents[2].parent / "shared" / "data" / "BTCUSDT-1m-2023-03-01--2023-03-21.binanceus.csv"
 T0 = 1677628800000  # 2023-03-01T00:00:00Z
@@ -217,8 +209,8 @@ def test_gaps_reported_not_hidden_nor_filled(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="fanout.candles"):
         c = load_candles(path)
     assert len(c) == 5 and c.timeframe == "1m"
-    assert c.gaps == [Gap(start_ms=T0 + 120_000, end_ms=T0 + 300_000, missing_count=3),
-                      Gap(start_ms=T0 + 420_000, end_ms=T0 + 480_000, missing_count=1)]
+    assert c.gaps == [Gap(start_ms=T0 + 120_000, end_ms=T0 + 300_000, missing=3),
+                      Gap(start_ms=T0 + 420_000, end_ms=T0 + 480_000, missing=1)]
     record = next(r for r in caplog.records if r.name == "fanout.candles")
     assert record.levelno == logging.WARNING
     assert "2 gap(s), 4 missing 1m candle(s)" in record.getMessage() and "gappy.csv" in record.getMessage()
@@ -245,18 +237,6 @@ def test_candles_rejects_mismatched_arrays():
     with pytest.raises(ValueError, match="Candles.close"):
         Candles(symbol="X", timeframe="1m", time=[1, 2], open=[1, 1], high=[1, 1], low=[1, 1], close=[1],
                 volume=[0, 0])
-
-
-@pytest.mark.parametrize("tf, ms", [("1m", 60_000), ("5m", 300_000), ("15m", 900_000), ("1h", 3_600_000),
-                                    ("4h", 14_400_000), ("1d", 86_400_000)])
-def test_timeframe_to_ms(tf, ms):
-    assert timeframe_to_ms(tf) == ms
-
-
-@pytest.mark.parametrize("bad", ["", "m", "0m", "1M", "1y", "1 hour"])
-def test_timeframe_to_ms_rejects(bad):
-    with pytest.raises(ValueError, match="timeframe"):
-        timeframe_to_ms(bad)
 
 
 def test_resample_ohlcv():
@@ -287,10 +267,10 @@ def test_resample_keeps_missing_buckets_as_gaps():
                 close=[1, 1, 1], volume=[1, 1, 1])
     h = resample(c, "1h")
     assert h.high.tolist() == [3, 1] and h.volume.tolist() == [2, 1]
-    assert h.gaps == [Gap(start_ms=T0 + 3_600_000, end_ms=T0 + 3 * 3_600_000, missing_count=2)]
+    assert h.gaps == [Gap(start_ms=T0 + 3_600_000, end_ms=T0 + 3 * 3_600_000, missing=2)]
 
 
-# --- the real shared file and speed --------------------------------------------------------------------------
+# --- the real shared file and a year of candles --------------------------------------------------------------------------
 
 @pytest.mark.skipif(not REAL.exists(), reason=f"real candles not present at {REAL} (../shared/data beside the repo)")
 def test_real_binance_file_loads():
@@ -301,7 +281,9 @@ def test_real_binance_file_loads():
     assert len(resample(c, "1h")) == 504
 
 
-def test_large_file_loads_fast(tmp_path):
+def test_a_year_of_pyarrow_written_candles_loads_exactly(tmp_path):
+    """525,000 rows in pyarrow's CSV dialect (quoted header, ``2023-03-01 00:00:00.000Z`` times) come back
+    value for value; how long it takes is printed by benchmarks/bench_candles.py, never asserted."""
     n = 525_000
     rng = np.random.default_rng(1)
     close = np.round(30000 * np.exp(np.cumsum(rng.normal(0, 0.0007, n))), 1)
@@ -309,13 +291,10 @@ def test_large_file_loads_fast(tmp_path):
     c = Candles(symbol="BTC/USDT:USDT", timeframe="1m", time=T0 + 60_000 * np.arange(n), open=open_,
                 high=np.maximum(open_, close) + 1, low=np.minimum(open_, close) - 1, close=close,
                 volume=rng.uniform(0, 10, n).round(3))
-    # pyarrow writes it fast ("2023-03-01 00:00:00.000Z" times, quoted header)
     table = pa.table({"open_time": pa.array(c.time, pa.timestamp("ms", tz="UTC")), "open": c.open,
                       "high": c.high, "low": c.low, "close": c.close, "volume": c.volume})
     pa_csv.write_csv(table, tmp_path / "big.csv")
-    start = time.perf_counter()
-    back = load_candles(tmp_path / "big.csv")
-    elapsed = time.perf_counter() - start
-    assert len(back) == n
-    np.testing.assert_array_equal(back.close, c.close)
-    assert elapsed < 2.0, f"loading {n:,} rows took {elapsed:.2f} s"
+    back = load_candles(tmp_path / "big.csv", symbol=c.symbol)
+    assert len(back) == n and back.timeframe == "1m" and back.gaps == []
+    for name in ("time", "open", "high", "low", "close", "volume"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(c, name), err_msg=name)

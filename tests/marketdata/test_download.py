@@ -1,4 +1,5 @@
-"""Tests of ``fanout data download`` (marketdata/download.py, fanout/cmd_data.py) replayed from vcrpy cassettes.
+"""Tests of ``fanout data download`` (marketdata/download.py, cache.py, client.py; fanout/cmd_data.py) replayed
+from vcrpy cassettes.
 
 Cassettes ``tests/cassettes/ohlcv_*.yaml`` hold Binance-shaped ``/fapi/v1/klines`` and ``exchangeInfo`` answers
 recorded from the stand-in in tests/marketdata/binance_standin.py (real candles from ../shared/data). Playback never
@@ -20,20 +21,18 @@ import pytest
 import vcr
 
 from fanout import cmd_data
-from marketdata.download import (
+from marketdata.cache import (
     HEADER,
-    Gap,
     MarketDataError,
     cache_path,
-    download,
-    find_gaps,
-    format_time,
     load_cached,
-    make_exchange,
     read_cache,
     summarize_cache,
     write_cache,
 )
+from marketdata.client import make_exchange
+from marketdata.download import download
+from marketdata.times import Gap, format_time
 
 from .binance_standin import SHARED_CSV, StandIn, load_minutes
 
@@ -86,6 +85,10 @@ async def cassette(name: str, **scenario):
         await standin.stop()
 
 
+def cache_time(ms: int) -> str:
+    return format_time(ms, sep=" ", zone="+00:00")
+
+
 def made(cass) -> list[dict]:
     """Query parameters of the klines requests made so far through this cassette, in order."""
     played = cass.requests if RECORD else [cass.requests[i] for i in sorted(cass.play_counts)]
@@ -129,12 +132,12 @@ async def test_multi_page_download_writes_exact_rows(tmp_path):
     served = bodies(cass)
     assert len(rows) == len(served) == 2500
     for row, kline in zip(rows, served, strict=True):
-        assert row[0] == format_time(kline[0])
+        assert row[0] == cache_time(kline[0])
         assert [float(x) for x in row[1:]] == [float(x) for x in kline[1:6]]
     assert report.gaps == () and report.duplicates == 0
     if SHARED_CSV.is_file():  # the cache holds the very candles the stand-in was built from
         for row, (ms, *values) in zip(rows, load_minutes(rows=2500), strict=True):
-            assert row[0] == format_time(ms)
+            assert row[0] == cache_time(ms)
             assert [float(x) for x in row[1:]] == [float(x) for x in values]
 
 
@@ -164,9 +167,9 @@ async def test_gaps_are_reported(tmp_path):
         assert len(made(cass)) == 1
     assert report.rows == 180 - 6
     assert report.gaps == (
-        Gap(start=T0 - H, missing=60, timeframe_ms=M),  # before the exchange's first candle
-        Gap(start=T0 + H, missing=5, timeframe_ms=M),
-        Gap(start=T0 + 150 * M, missing=1, timeframe_ms=M),
+        Gap(start_ms=T0 - H, end_ms=T0, missing=60),  # before the exchange's first candle
+        Gap(start_ms=T0 + H, end_ms=T0 + H + 5 * M, missing=5),
+        Gap(start_ms=T0 + 150 * M, end_ms=T0 + 151 * M, missing=1),
     )
     assert report.missing == 66
     text = "\n".join(cmd_data.describe(report))
@@ -252,9 +255,11 @@ async def test_command_reports_bad_symbol_and_network_error(tmp_path, monkeypatc
 
 
 @pytest.mark.parametrize("spelling", ["BTCUSDT", "btc/usdt", "BTC/USDT:USDT"])
-def test_cache_path_accepts_every_spelling(spelling):
-    assert cache_path(spelling, "4h") == Path("data/cache/BTCUSDT-4h.csv")
+def test_cache_path_accepts_every_spelling(spelling, tmp_path, monkeypatch):
+    monkeypatch.setenv("FANOUT_DATA_DIR", str(tmp_path))
+    assert cache_path(spelling, "4h") == tmp_path / "cache" / "BTCUSDT-4h.csv"
     assert cache_path(spelling, "1m", root="/x") == Path("/x/BTCUSDT-1m.csv")
+    assert cache_path(spelling, "8h", root="/x", series="funding") == Path("/x/BTCUSDT-8h-funding.csv")
 
 
 def test_bad_timeframe_and_symbol_name_the_field(tmp_path):
@@ -286,8 +291,8 @@ def test_cache_roundtrip_dedupes_and_sorts(tmp_path):
                                                  "2023-03-01 00:01:00+00:00,3,3,3,3,1"]
     assert not list(tmp_path.glob(".*.tmp"))
     summary = summarize_cache(tmp_path)
-    assert [(s.symbol, s.timeframe, s.rows, s.first, s.last, s.missing) for s in summary] == [
-        ("BTCUSDT", "1m", 2, T0, T0 + M, 0)]
+    assert [(s.symbol, s.timeframe, s.series, s.rows, s.first, s.last, s.missing) for s in summary] == [
+        ("BTCUSDT", "1m", "", 2, T0, T0 + M, 0)]
 
 
 def test_bad_cache_file_names_file_and_line(tmp_path):
@@ -295,15 +300,6 @@ def test_bad_cache_file_names_file_and_line(tmp_path):
     path.write_text("open_time,open,high,low,close,volume\n2023-03-01 00:00:00+00:00,1,1,1\n")
     with pytest.raises(MarketDataError, match="BTCUSDT-1m.csv line 2: expected 6 columns"):
         read_cache(path)
-
-
-def test_find_gaps_covers_edges():
-    times = [T0 + M, T0 + 2 * M, T0 + 5 * M]
-    assert find_gaps(times, T0, T0 + 7 * M, M) == [
-        Gap(start=T0, missing=1, timeframe_ms=M), Gap(start=T0 + 3 * M, missing=2, timeframe_ms=M),
-        Gap(start=T0 + 6 * M, missing=1, timeframe_ms=M),
-    ]
-    assert find_gaps(times, T0 + M, T0 + 3 * M, M) == []
 
 
 async def test_api_url_replaces_the_fapi_origin_only():
@@ -314,7 +310,7 @@ async def test_api_url_replaces_the_fapi_origin_only():
         assert exchange.urls["api"]["public"].startswith("https://api.binance.com")
     finally:
         await exchange.close()
-    with pytest.raises(MarketDataError, match="api_url"):
+    with pytest.raises(MarketDataError, match="BINANCE_API_URL must start with http"):
         make_exchange("ftp://example")
 
 

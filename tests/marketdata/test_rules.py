@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from marketdata.rules import SNAPSHOT, MarketRules, _derive_brackets, _standard_leverage, build_snapshot, main
+from marketdata import paths
+from marketdata.rules import MarketRules, _derive_brackets, _standard_leverage, build_snapshot, main
 
 BTC = "BTC/USDT:USDT"
+BUNDLED = paths.BUNDLED_DATA / "market_rules.json"
 REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "binance-usdm"
 needs_reference = pytest.mark.skipif(not REFERENCE.is_dir(), reason=f"reference data not found at {REFERENCE}")
 
@@ -83,14 +85,14 @@ def test_load_errors_name_the_path(tmp_path):
 
 
 def test_snapshot_has_its_source():
-    data = json.loads(SNAPSHOT.read_text())
+    data = json.loads(BUNDLED.read_text())
     assert "MIN_NOTIONAL" in data["_source"]["corrections"]
     assert data["symbols"]["BTCUSDT"]["bracket_origin"].startswith("real")
 
 
 @needs_reference
 def test_snapshot_is_rebuilt_identically_from_the_reference():
-    assert build_snapshot(REFERENCE) == json.loads(SNAPSHOT.read_text())
+    assert build_snapshot(REFERENCE) == json.loads(BUNDLED.read_text())
 
 
 @needs_reference

@@ -146,10 +146,12 @@ class Clock:
 
 @contextmanager
 def paper_clock(clock: Clock) -> Iterator[list[Any]]:
-    """Every public client build_paper makes (marketdata.download.make_exchange) reads ``clock``; yields them."""
+    """Every public client build_paper makes (marketdata.client.make_exchange, also reachable as
+    marketdata.download.make_exchange) reads ``clock``; yields them."""
+    import marketdata.client
     import marketdata.download
 
-    real = marketdata.download.make_exchange
+    real = marketdata.client.make_exchange
     made: list[Any] = []
 
     def make_exchange(api_url: str | None = None) -> Any:
@@ -158,5 +160,6 @@ def paper_clock(clock: Clock) -> Iterator[list[Any]]:
         made.append(exchange)
         return exchange
 
-    with mock.patch.object(marketdata.download, "make_exchange", make_exchange):
+    with (mock.patch.object(marketdata.client, "make_exchange", make_exchange),
+          mock.patch.object(marketdata.download, "make_exchange", make_exchange)):
         yield made
