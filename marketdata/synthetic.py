@@ -18,13 +18,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pandas as pd
 
 from marketdata.candles import Candles
-from marketdata.times import format_time
+from marketdata.times import UNIT_MS, format_time, parse_time
 
 TICK = 0.1
-MINUTE_MS = 60_000
+MINUTE_MS = UNIT_MS["m"]
 # relative volatility per UTC hour (quiet Asian night, busy US session), from real BTC 1m data; mean 1
 _HOURLY = np.array([1.00, 1.05, 0.90, 0.75, 0.70, 0.72, 0.74, 0.78, 0.85, 0.88, 0.88, 0.90,
                     1.15, 1.25, 1.35, 1.40, 1.25, 1.10, 1.05, 1.10, 1.05, 1.05, 1.00, 0.95])
@@ -55,7 +54,8 @@ def _ar1(shocks: np.ndarray, half_life: float, std: float) -> np.ndarray:
 
 def generate_candles(symbol: str = "BTC/USDT:USDT", start: str = "2024-01-01", minutes: int = 30 * 24 * 60,
                      start_price: float = 42000.0, seed: int = 7) -> Candles:
-    """Deterministic synthetic one-minute candles (``synthetic=True``) starting at ``start`` (UTC).
+    """Deterministic synthetic one-minute candles (``synthetic=True``) starting at ``start`` (ISO-8601, UTC when
+    no zone is given, or epoch ms; rounded down to the minute).
 
     With the defaults (30 days, seed 7) the per-minute log-return std is 0.079 %, the excess kurtosis 21 and
     the mean high-low range 0.10 % of price (seeds 1–12: 0.05–0.08 %, 20–33, 0.07–0.11 %); the real Binance
@@ -65,16 +65,14 @@ def generate_candles(symbol: str = "BTC/USDT:USDT", start: str = "2024-01-01", m
         raise ValueError(f"minutes must be >= 1, got {minutes!r}")
     if not start_price > 0:
         raise ValueError(f"start_price must be > 0, got {start_price!r}")
-    t0 = pd.Timestamp(start)
-    t0 = t0.tz_localize("UTC") if t0.tzinfo is None else t0.tz_convert("UTC")
-    t0_ms = int(t0.value // 1_000_000)
+    t0_ms = parse_time(start, "start")
     t0_ms -= t0_ms % MINUTE_MS
     time = t0_ms + MINUTE_MS * np.arange(minutes, dtype=np.int64)
     rng = np.random.Generator(np.random.PCG64(seed))
     n = minutes
 
-    hour = (time // 3_600_000) % 24
-    weekday = (time // 86_400_000 + 3) % 7          # 1970-01-01 was a Thursday; 5, 6 = Saturday, Sunday
+    hour = (time // UNIT_MS["h"]) % 24
+    weekday = (time // UNIT_MS["d"] + 3) % 7          # 1970-01-01 was a Thursday; 5, 6 = Saturday, Sunday
     season = _HOURLY[hour] * np.where(weekday >= 5, _WEEKEND, 1.0)
 
     jump_at = rng.random(n) < _JUMPS_PER_WEEK / (7 * 1440)

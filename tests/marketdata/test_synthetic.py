@@ -69,6 +69,9 @@ def test_start_symbol_length_and_validation():
         generate_candles(minutes=0)
     with pytest.raises(ValueError, match="start_price"):
         generate_candles(start_price=-1)
+    with pytest.raises(ValueError, match="^start: 'soon' is not an ISO-8601 date"):
+        generate_candles(start="soon")
+    assert generate_candles(start=int(c.time[0]) + 59_999, minutes=1).time[0] == c.time[0]  # epoch ms, to the minute
 
 
 def test_round_trips_through_files_and_resamples(tmp_path, month):
