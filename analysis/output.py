@@ -9,12 +9,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from analysis.charts import equity_figure
 from simulator.backtest import BacktestResult
 
 TRADE_COLUMNS = [
     "account", "signal_id", "symbol", "side", "entry_time", "entry_price", "quantity", "margin", "notional",
     "leverage", "stop_loss", "take_profit", "exit_time", "exit_price", "exit_reason", "fees", "pnl",
 ]
+SKIP_COLUMNS = ["account", "signal_id", "reason"]
 
 
 def _iso(ms) -> str:
@@ -34,7 +36,7 @@ def max_drawdown(curve: np.ndarray) -> tuple[float, float]:
 def summarize(result: BacktestResult) -> dict:
     """Per-account and total figures (the content of summary.json)."""
     trades = pd.DataFrame(result.trades, columns=TRADE_COLUMNS)
-    skipped = pd.DataFrame(result.skipped, columns=["account", "signal_id", "reason"])
+    skipped = pd.DataFrame(result.skipped, columns=SKIP_COLUMNS)
     accounts = {}
     for name, start in result.accounts.items():
         t = trades[trades["account"] == name]
@@ -95,7 +97,7 @@ def write_outputs(result: BacktestResult, out_dir: str | Path, *, plot: bool = T
     num = ["entry_price", "quantity", "margin", "notional", "stop_loss", "take_profit", "exit_price", "fees", "pnl"]
     trades[num] = trades[num].astype(float).round(8)
     trades.to_csv(out / "trades.csv", index=False)
-    pd.DataFrame(result.skipped, columns=["account", "signal_id", "reason"]).to_csv(out / "skipped.csv", index=False)
+    pd.DataFrame(result.skipped, columns=SKIP_COLUMNS).to_csv(out / "skipped.csv", index=False)
     equity = pd.DataFrame(result.equity, index=pd.to_datetime(result.equity_time, unit="ms", utc=True))
     equity.index.name = "time"
     equity.round(6).to_csv(out / "equity.csv")
@@ -104,48 +106,8 @@ def write_outputs(result: BacktestResult, out_dir: str | Path, *, plot: bool = T
         summary["candles"].update(candles_meta)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     if plot:
-        plot_equity(equity, out / "equity.png", synthetic=result.synthetic)
+        equity_figure(equity, synthetic=result.synthetic).savefig(out / "equity.png", dpi=100)
     return summary
-
-
-def equity_figure(equity: pd.DataFrame, *, synthetic: bool, max_accounts: int = 20):
-    """Equity per account in USDT (top) and as % return (bottom, comparable across balances).
-
-    The one equity chart: `fanout backtest` saves it as equity.png, `fanout report` and the notebooks show it.
-    """
-    from matplotlib.figure import Figure
-
-    cols = list(equity.columns)[:max_accounts]
-    title = "Equity per account"
-    if len(equity.columns) > len(cols):
-        title += f" (first {len(cols)} of {len(equity.columns)} accounts)"
-    if synthetic:
-        title += " — SYNTHETIC candles (generated, not market data)"
-    fig = Figure(figsize=(11, 7), layout="constrained")
-    ax, ax_pct = fig.subplots(2, 1, sharex=True, height_ratios=(3, 2))
-    fig.suptitle(title, fontsize=11)
-    if synthetic:
-        fig.text(0.5, 0.5, "SYNTHETIC", fontsize=64, color="tab:red", alpha=0.12, rotation=20,
-                 ha="center", va="center", zorder=10)
-    for col in cols:
-        ax.plot(equity.index, equity[col], label=col, linewidth=1)
-        start = equity[col].iloc[0] if len(equity) else 0
-        if start:
-            ax_pct.plot(equity.index, (equity[col] / start - 1) * 100, label=col, linewidth=1)
-    ax.set_ylabel("USDT")
-    ax_pct.set_ylabel("return %")
-    ax_pct.set_xlabel("time (UTC)")
-    ax_pct.axhline(0, color="grey", linewidth=0.6)
-    for a in (ax, ax_pct):
-        a.grid(alpha=0.3)
-    if len(cols) <= 10:
-        ax.legend(loc="best", fontsize=8)
-    return fig
-
-
-def plot_equity(equity: pd.DataFrame, path: Path, *, synthetic: bool) -> None:
-    """Save :func:`equity_figure` as a PNG."""
-    equity_figure(equity, synthetic=synthetic).savefig(path, dpi=100)
 
 
 def format_table(summary: dict) -> str:

@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from analysis.output import format_table, write_outputs
+from analysis import format_table, write_outputs
 from engine.signal import normalize_symbol
 from fanout.options import add_balance_options, add_sizing_options, balances_from_args, config_from_args
 from fanout.signals_file import SignalFileError, read_signals

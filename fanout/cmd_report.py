@@ -7,8 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from analysis import report as analysis
-from analysis.output import format_table
+import analysis
 from fanout.balances import parse_balances
 from fanout.options import add_sizing_options, config_from_args
 from fanout.signals_file import SignalFileError, read_signals
@@ -114,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
 
     if result.synthetic:
         print(f"⚠️  {analysis.SYNTHETIC_NOTE}")
-    print(format_table(result.summary))
+    print(analysis.format_table(result.summary))
     if study is not None:
         shown = study[["trades", "skipped_min_size", "skipped_other", "margin_mean", "quantity_mean",
                        "end_balance", "return_pct"]]

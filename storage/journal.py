@@ -24,13 +24,14 @@ from sqlalchemy import (
     Text,
     delete,
     insert,
+    inspect,
     select,
     update,
 )
 from sqlalchemy.exc import IntegrityError
 
 from engine.results import AccountResult
-from storage.database import DEFAULT_DATABASE_URL, open_engine
+from storage.database import DEFAULT_DATABASE_URL, display_url, open_engine, sqlite_file_missing
 from storage.schema import Component, Step, create_table, ensure_schema, widen_to_text
 
 metadata = MetaData()
@@ -94,16 +95,35 @@ JOURNAL = Component("journal", metadata, steps=(
 ))
 
 
-class Journal:
-    """Thin SQLAlchemy Core wrapper; creates or upgrades the tables on open (storage/schema.py)."""
+class JournalMissing(LookupError):
+    """``Journal(url, create=False)`` found no journal there; the message shows the URL with its password masked."""
 
-    def __init__(self, database_url: str = DEFAULT_DATABASE_URL) -> None:
+
+class Journal:
+    """Thin SQLAlchemy Core wrapper; creates or upgrades the tables on open (storage/schema.py).
+
+    ``create=False`` opens an existing journal as it is, for reading it (analysis): no file or table is created
+    and no schema is upgraded; :class:`JournalMissing` when the database holds no journal.
+    """
+
+    def __init__(self, database_url: str = DEFAULT_DATABASE_URL, *, create: bool = True) -> None:
+        if not create and sqlite_file_missing(database_url):
+            raise JournalMissing(f"no journal at {display_url(database_url)}: the SQLite file does not exist")
         self.engine = open_engine(database_url)
         try:
-            ensure_schema(self.engine, JOURNAL)
+            if create:
+                ensure_schema(self.engine, JOURNAL)
+            else:
+                self._check_journal(display_url(database_url))
         except BaseException:
             self.engine.dispose()
             raise
+
+    def _check_journal(self, shown_url: str) -> None:
+        inspector = inspect(self.engine)
+        absent = [t.name for t in (processed_signals, executions, state) if not inspector.has_table(t.name)]
+        if absent:  # the tables of every journal version (version 1 on)
+            raise JournalMissing(f"{shown_url} is not a fanout journal (no table(s) {', '.join(absent)})")
 
     def __repr__(self) -> str:
         return f"Journal({self.engine.url.render_as_string(hide_password=True)})"

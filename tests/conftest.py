@@ -1,5 +1,6 @@
 """Shared test fixtures: the market-rules snapshot, a simulated venue with accounts, the design document's signal,
-and the databases (``database_url``: each test once on SQLite and once on a throwaway PostgreSQL server)."""
+the offline demo (candles, signals, run folder) and the databases (``database_url``: each test once on SQLite and
+once on a throwaway PostgreSQL server)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,15 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from analysis import Run, run_backtest
 from engine import Account, Signal, parse_signal
+from fanout.balances import parse_balances
+from fanout.cmd_backtest import DEMO_DAYS, DEMO_SEED
+from fanout.signals_file import read_signals
+from marketdata.candles import Candles
+from marketdata.paths import demo_signals_file
 from marketdata.rules import MarketRules
+from marketdata.synthetic import generate_candles
 from simulator.exchange import SimulatedVenue
 from tests.postgres_server import PostgresServer, unavailable
 
@@ -96,3 +104,23 @@ def new_database_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[Calla
 def database_url(new_database_url: Callable[[], str]) -> str:
     """DATABASE_URL of an empty database: a SQLite file in tmp_path, then a fresh PostgreSQL database."""
     return new_database_url()
+
+
+@pytest.fixture(scope="session")
+def demo_candles() -> Candles:
+    """The offline demo's SYNTHETIC candles, as `fanout backtest` with no arguments generates them."""
+    return generate_candles(minutes=DEMO_DAYS * 24 * 60, seed=DEMO_SEED)
+
+
+@pytest.fixture(scope="session")
+def demo_signals() -> list[Signal]:
+    """The bundled demo signals (data/demo_signals.csv)."""
+    return read_signals(demo_signals_file())
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory, demo_candles: Candles, demo_signals: list[Signal]) -> Run:
+    """The offline demo backtest (as `fanout backtest` with no arguments) in a run folder, loaded.
+    Shared by the session: copy the folder to change it."""
+    out = tmp_path_factory.mktemp("runs") / "demo"
+    return run_backtest(demo_candles, demo_signals, parse_balances("1000,5000,500"), out)

@@ -9,25 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from analysis.report import run_backtest
 from fanout import cli, cmd_report
-from fanout.balances import parse_balances
-from fanout.cmd_backtest import DEMO_DAYS, DEMO_SEED
-from fanout.signals_file import read_signals
-from marketdata.paths import demo_signals_file
-from marketdata.synthetic import generate_candles
 
 PNG = b"\x89PNG\r\n\x1a\n"
 BASE_CHARTS = {"equity.png", "drawdown.png", "per_account.png"}
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
-    """The offline demo backtest (as `fanout backtest` with no arguments) in a run folder."""
-    out = tmp_path_factory.mktemp("runs") / "demo"
-    candles = generate_candles(minutes=DEMO_DAYS * 24 * 60, seed=DEMO_SEED)
-    run_backtest(candles, read_signals(demo_signals_file()), parse_balances("1000,5000,500"), out)
-    return out
+def run_dir(demo_run) -> Path:
+    """The offline demo backtest (as `fanout backtest` with no arguments) in a run folder (tests/conftest.py)."""
+    return demo_run.path
 
 
 def report(*argv: str) -> int:

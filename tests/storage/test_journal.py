@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 
 import pytest
+from sqlalchemy import inspect
 
 from engine.results import AccountResult
-from storage.journal import Journal
+from storage import journal as journal_tables
+from storage.database import open_engine
+from storage.journal import Journal, JournalMissing
 
 
 @pytest.fixture
@@ -127,3 +131,38 @@ def test_repr_hides_the_password():
         assert repr(journal) == "Journal(sqlite://)"
     finally:
         journal.close()
+
+
+# --- Journal(url, create=False): read an existing journal (analysis), creating and upgrading nothing ----------
+
+def test_create_false_reads_an_existing_journal_as_it_is(database_url):
+    """A version-1 journal (fanout before schema versions) is read, not upgraded."""
+    engine = open_engine(database_url)
+    for table in (journal_tables.processed_signals, journal_tables.executions, journal_tables.state):
+        table.create(engine)
+    with engine.begin() as conn:
+        conn.execute(journal_tables.executions.insert().values(
+            signal_id="s1", account="A", mode="paper", status="success", fill_price=50_000.0, recorded_at=1.0))
+    journal = Journal(database_url, create=False)
+    try:
+        assert [(r["signal_id"], r["fill_price"]) for r in journal.executions("paper")] == [("s1", 50_000.0)]
+    finally:
+        journal.close()
+    assert set(inspect(engine).get_table_names()) == {"processed_signals", "executions", "state"}
+    engine.dispose()
+
+
+def test_create_false_never_creates_a_sqlite_file(tmp_path):
+    with pytest.raises(JournalMissing, match="SQLite file does not exist"):
+        Journal(f"sqlite:///{tmp_path / 'none.db'}", create=False)
+    assert not (tmp_path / "none.db").exists()
+
+
+def test_create_false_creates_no_table_in_a_database_without_a_journal(tmp_path):
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE executions (signal_id TEXT)")
+    with pytest.raises(JournalMissing, match=r"is not a fanout journal \(no table\(s\) processed_signals, state\)"):
+        Journal(f"sqlite:///{path}", create=False)
+    with sqlite3.connect(path) as conn:
+        assert [r[0] for r in conn.execute("SELECT name FROM sqlite_master")] == ["executions"]
