@@ -15,7 +15,8 @@ import pandas as pd
 
 from analysis.paper_vs_backtest import slippage_by_account
 from analysis.tables import account_table, drawdown
-from marketdata.candles import Candles, resample, timeframe_to_ms
+from marketdata.candles import Candles, resample
+from marketdata.times import timeframe_to_ms
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
