@@ -95,8 +95,7 @@ class RecordedPrices:
 
 def recorded_price_paper(candles: Candles, signals: Iterable[Signal], balances: dict[str, float],
                          config: ExecutionConfig | None = None, *, delay_ms: int = 60_000,
-                         rules: MarketRules | None = None, taker_fee: float = 0.0005,
-                         slippage_bps: float = 0.0) -> pd.DataFrame:
+                         rules: MarketRules | None = None, **venue_options: Any) -> pd.DataFrame:
     """A STAND-IN for paper-mode execution records, built from recorded candle prices (not a live feed).
 
     The signals run in time order through :class:`engine.MultiAccountExecutor` on a :class:`SimulatedVenue`
@@ -105,14 +104,15 @@ def recorded_price_paper(candles: Candles, signals: Iterable[Signal], balances: 
     candle opened, at that tick's price — with the default 60 s, the close of the signal's candle, where a
     backtest fills at its open. Between signals the feed is polled as paper mode polls it, so closed candles
     settle the stops and targets of positions opened before them.
-    Returns one row per (signal, account): signal_id, account, fill_price (NaN unless filled), quantity, time
-    (the tick, UTC), status, reason, symbol, side, margin, source.
+    ``venue_options`` go to :class:`SimulatedVenue` (taker_fee, slippage_bps, ...). Returns one row per (signal,
+    account): signal_id, account, fill_price (NaN unless filled), quantity, time (the tick, UTC), status, reason,
+    symbol, side, margin, source.
     """
     if delay_ms <= 0:
         raise ValueError(f"delay_ms must be > 0, got {delay_ms!r}")
     prices = RecordedPrices(candles)
     ordered = sorted(signals, key=lambda s: (s.time if s.time is not None else 0, s.id))
-    venue = SimulatedVenue(rules or MarketRules.load(), taker_fee=taker_fee, slippage_bps=slippage_bps)
+    venue = SimulatedVenue(rules or MarketRules.load(), **venue_options)
     for name, balance in balances.items():
         venue.add_account(name, balance)
     return run_sync(lambda: _replay(PaperFeed(venue, prices), prices, ordered, config or ExecutionConfig(),
@@ -134,9 +134,8 @@ async def _replay(feed: PaperFeed, prices: RecordedPrices, signals: list[Signal]
 
     rows: list[dict] = []
     for signal in signals:
-        if signal.symbol != c.symbol or signal.time is None or c.index_at_or_after(signal.time) >= len(c):
-            reason = ("signal has no time" if signal.time is None else f"no candles for {signal.symbol}"
-                      if signal.symbol != c.symbol else "signal after the last candle")
+        reason = _unreplayable(signal, c)
+        if reason:
             rows += [_record(signal, name, "skipped", reason, None) for name in venue.accounts]
             continue
         tick = int(c.time[c.index_at_or_after(signal.time)]) + delay_ms
@@ -153,6 +152,17 @@ async def _replay(feed: PaperFeed, prices: RecordedPrices, signals: list[Signal]
     df = pd.DataFrame(rows, columns=[*RECORD_COLUMNS, "status", "reason", "symbol", "side", "margin", "source"])
     df["time"] = pd.to_datetime(df["time"], unit="ms", utc=True)
     return df
+
+
+def _unreplayable(signal: Signal, candles: Candles) -> str:
+    """Why the candles cannot replay ``signal`` (the skip reason of every account), or ``""``."""
+    if signal.symbol != candles.symbol:
+        return f"no candles for {signal.symbol}"
+    if signal.time is None:
+        return "signal has no time"
+    if candles.index_at_or_after(signal.time) >= len(candles):
+        return "signal after the last candle"
+    return ""
 
 
 def _record(signal: Signal, account: str, status: str, reason: str, result: Any, tick: int | None = None) -> dict:
