@@ -12,6 +12,8 @@ from engine import ExecutionConfig
 from fanout.modes import build_live, build_paper, resolve_mode
 from fanout.options import add_balance_options, balances_from_args
 from fanout.signal_sources import FileSignalSource, WebhookSignalSource
+from storage.database import database_url, wait_until_reachable
+from storage.instance_lock import InstanceLocked
 
 log = logging.getLogger("fanout.run")
 
@@ -27,6 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--once", action="store_true", help="process the signals file and one polling round, then exit")
     p.add_argument("--reconcile", choices=["stop", "close", "off"], default="stop",
                    help="live start-up: give unprotected positions a stop (default), close them, or skip")
+    p.add_argument("--standby", action=argparse.BooleanOptionalAction, default=None,
+                   help="live: when another live bot holds the database, wait and take over when it stops "
+                        "(default, except with --once) instead of exiting with code 3")
     add_balance_options(p, default=None)
     p.set_defaults(func=run)
 
@@ -53,9 +58,12 @@ async def _run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
+        await wait_until_reachable(database_url(env), timeout=float(env.get("DATABASE_WAIT_SECONDS") or 60))
         if mode == "live":
+            standby = not args.once if args.standby is None else args.standby
             runtime = await build_live(env, config, notifier, reconcile=args.reconcile != "off",
-                                       unprotected=args.reconcile if args.reconcile != "off" else "stop")
+                                       unprotected=args.reconcile if args.reconcile != "off" else "stop",
+                                       standby=standby)
         else:
             runtime = await build_paper(env, config, notifier, balances=balances)
             print(f"📄 PAPER trading: {len(runtime.accounts)} virtual accounts at live prices "
@@ -64,6 +72,9 @@ async def _run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except InstanceLocked as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
     service = runtime.service
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -100,6 +111,8 @@ async def _run(args: argparse.Namespace) -> int:
             await service.tick_once()
         else:
             tasks.append(asyncio.create_task(service.run_ticks(stop)))
+            if runtime.lock is not None:  # a lost hold on the database stops this bot
+                tasks.append(asyncio.create_task(runtime.lock.keep_alive(stop, on_lost=stop.set)))
             await stop.wait()
             for t in tasks:
                 t.cancel()
@@ -114,4 +127,7 @@ async def _run(args: argparse.Namespace) -> int:
     s = runtime.executor.stats
     print(f"📊 {mode}: {s.signals} signals, {s.trades} account trades, {s.successes} succeeded, "
           f"{s.failures} failed, {s.skipped} skipped", flush=True)
+    if runtime.lock is not None and runtime.lock.lost:
+        print("error: this bot lost its hold on the database and stopped trading (see the log)", file=sys.stderr)
+        return 3
     return 0

@@ -17,6 +17,7 @@ from engine.results import SignalSummary
 from engine.signal import Signal, SignalError, parse_signal
 from fanout.options import add_balance_options, add_sizing_options, balances_from_args, config_from_args
 from simulator.exchange import SimulatedVenue
+from storage.instance_lock import InstanceLocked
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -124,6 +125,9 @@ def run(args: argparse.Namespace) -> int:
     except (SignalError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except InstanceLocked as exc:  # a live bot runs on this database: it trades, not a second process
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
     if summary is None:
         print(f"signal {signal.id} was already executed ({mode}); not executing it again", file=sys.stderr)
         return 1

@@ -18,6 +18,8 @@ from engine.risk import RiskLedger
 from engine.watcher import Bracket
 from fanout.balances import parse_balances
 from fanout.service import TradingService
+from storage.database import database_url
+from storage.instance_lock import InstanceLock, hold
 from storage.journal import Journal
 
 log = logging.getLogger("fanout.modes")
@@ -47,6 +49,7 @@ class Runtime:
     notifier: Notifier
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     symbols: set[str] = field(default_factory=set)
+    lock: InstanceLock | None = None  # live: this bot's hold on the database (storage/instance_lock.py)
 
     async def close(self) -> None:
         for close in self.closers:
@@ -55,6 +58,8 @@ class Runtime:
             except Exception as exc:  # noqa: BLE001
                 log.warning("close failed: %s", type(exc).__name__)
         self.journal.close()
+        if self.lock is not None:
+            self.lock.release()
 
 
 def _restore_brackets(executor: MultiAccountExecutor, journal: Journal, key: str) -> None:
@@ -150,8 +155,11 @@ def live_banner(accounts: list[Account], *, demo: bool, api_url: str | None, con
 
 
 async def build_live(env: Mapping[str, str], config: ExecutionConfig, notifier: Notifier, *,
-                     reconcile: bool = True, unprotected: str = "stop") -> Runtime:
-    """Live trading on real (or demo) accounts, with start-up reconciliation."""
+                     reconcile: bool = True, unprotected: str = "stop", standby: bool = False) -> Runtime:
+    """Live trading on real (or demo) accounts, with start-up reconciliation.
+
+    One live bot per database: raises InstanceLocked naming the bot that holds it, or with ``standby`` waits
+    until that one is gone (before touching any account)."""
     from live.account_store import open_account_store
     from live.accounts import fallback_needed, resolve_accounts
     from live.exchange import close_all, create_live_exchanges
@@ -163,7 +171,13 @@ async def build_live(env: Mapping[str, str], config: ExecutionConfig, notifier: 
                          "or add database accounts with `fanout accounts add`")
     demo = _truthy(env.get("BINANCE_DEMO"))
     api_url = env.get("BINANCE_API_URL") or None
-    accounts = await create_live_exchanges(selection.accounts, demo=demo, api_url=api_url)
+    lock = await hold(database_url(env), "live", standby=standby,
+                      poll_seconds=float(env.get("LIVE_STANDBY_POLL_SECONDS") or 5))
+    try:
+        accounts = await create_live_exchanges(selection.accounts, demo=demo, api_url=api_url)
+    except BaseException:
+        lock.release()
+        raise
     print(live_banner(accounts, demo=demo, api_url=api_url, config=config, source=selection.source), flush=True)
     journal = Journal(env.get("DATABASE_URL") or "sqlite:///fanout.db")
     ledger = RiskLedger.from_json(journal.load_state("live_risk_ledger") or {})
@@ -199,4 +213,4 @@ async def build_live(env: Mapping[str, str], config: ExecutionConfig, notifier: 
 
     service = TradingService(mode="live", executor=executor, journal=journal, tick=tick, persist=persist,
                              fallback=fallback_hook, tick_interval=float(env.get("LIVE_POLL_SECONDS") or 10))
-    return Runtime("live", accounts, executor, service, journal, notifier, closers)
+    return Runtime("live", accounts, executor, service, journal, notifier, closers, lock=lock)

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, OperationalError
 
 DEFAULT_DATABASE_URL = "sqlite:///fanout.db"
+log = logging.getLogger("fanout.storage")
 
 
 class DatabaseUrlError(ValueError):
@@ -53,12 +57,37 @@ def sqlite_file_missing(url: str) -> bool:
     return parsed.get_backend_name() == "sqlite" and db not in (None, "", ":memory:") and not Path(db).exists()
 
 
-def open_engine(url: str) -> Engine:
-    """A SQLAlchemy engine for ``url`` (normalised); a missing driver or bad URL names DATABASE_URL."""
+def open_engine(url: str, **kwargs: Any) -> Engine:
+    """A SQLAlchemy engine for ``url`` (normalised; ``kwargs`` go to create_engine); a missing driver or bad URL
+    names DATABASE_URL."""
     try:
-        return create_engine(normalize_url(url), future=True)
+        return create_engine(normalize_url(url), **kwargs)
     except ModuleNotFoundError as exc:
         raise DatabaseUrlError(
             f"DATABASE_URL needs the database driver {exc.name!r}: pip install 'fanout[postgres]'") from None
     except ArgumentError as exc:
         raise DatabaseUrlError(f"DATABASE_URL is not usable: {exc}") from None
+
+
+async def wait_until_reachable(url: str, *, timeout: float = 60.0, interval: float = 2.0) -> None:
+    """Wait until a database server answers (e.g. PostgreSQL still starting beside the bot), logging each retry;
+    after ``timeout`` seconds raise :class:`DatabaseUrlError` with the last error. SQLite has no server: no wait."""
+    if make_url(normalize_url(url)).get_backend_name() == "sqlite":
+        return
+    engine = open_engine(url)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                with engine.connect() as conn:
+                    conn.execute(text("SELECT 1"))
+                return
+            except OperationalError as exc:
+                reason = (str(exc.orig).strip().splitlines() or [type(exc.orig).__name__])[0]
+                if time.monotonic() + interval > deadline:
+                    raise DatabaseUrlError(f"DATABASE_URL {display_url(url)} did not answer within {timeout:g} s "
+                                           f"(DATABASE_WAIT_SECONDS): {reason}") from None
+                log.warning("⏳ database %s not ready (%s); retrying in %g s", display_url(url), reason, interval)
+                await asyncio.sleep(interval)
+    finally:
+        engine.dispose()

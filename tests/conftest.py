@@ -4,6 +4,7 @@ once on a throwaway PostgreSQL server)."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 from collections.abc import Callable, Iterator
@@ -78,15 +79,9 @@ def postgres_server() -> Iterator[PostgresServer]:
 _database_names = itertools.count(1)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def new_database_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[Callable[[], str]]:
-    """Factory of empty databases on this test's engine: SQLite files in tmp_path, then fresh databases on the
-    session's PostgreSQL server (dropped after the test). Each call returns a new DATABASE_URL."""
-    if request.param == "sqlite":
-        files = (tmp_path / ("fanout.db" if n == 1 else f"fanout{n}.db") for n in itertools.count(1))
-        yield lambda: f"sqlite:///{next(files)}"
-        return
-    server: PostgresServer = request.getfixturevalue("postgres_server")
+@contextlib.contextmanager
+def _postgres_databases(server: PostgresServer) -> Iterator[Callable[[], str]]:
+    """A factory of fresh databases on ``server``; they are dropped on exit."""
     made: list[str] = []
 
     def make() -> str:
@@ -98,6 +93,25 @@ def new_database_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[Calla
     finally:
         for name in made:
             server.drop_database(name)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """A fresh, empty database on the session's PostgreSQL server (a PostgreSQL-only test)."""
+    with _postgres_databases(postgres_server) as make:
+        yield make()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def new_database_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[Callable[[], str]]:
+    """Factory of empty databases on this test's engine: SQLite files in tmp_path, then fresh databases on the
+    session's PostgreSQL server (dropped after the test). Each call returns a new DATABASE_URL."""
+    if request.param == "sqlite":
+        files = (tmp_path / ("fanout.db" if n == 1 else f"fanout{n}.db") for n in itertools.count(1))
+        yield lambda: f"sqlite:///{next(files)}"
+        return
+    with _postgres_databases(request.getfixturevalue("postgres_server")) as make:
+        yield make
 
 
 @pytest.fixture

@@ -69,9 +69,9 @@ def _free_port() -> int:
 class PostgresServer:
     """One throwaway cluster; ``url(name)`` is the SQLAlchemy URL of database ``name`` on it."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.folder: Path | None = None
-        self.port = 0
+        self.port = port  # 0: a free one
         self._prefix: list[str] = []
         self._bindir: Path | None = None
 
@@ -97,8 +97,9 @@ class PostgresServer:
         try:
             self._cmd("initdb", "-D", str(self.data), "-U", SUPERUSER, "-A", "trust", "-E", "UTF8", "--no-locale",
                       "--no-sync")
-            for _attempt in range(5):  # the port is free when picked; another process may take it meanwhile
-                self.port = _free_port()
+            wanted = self.port
+            for _attempt in range(1 if wanted else 5):  # a port free when picked may be taken meanwhile: retry
+                self.port = wanted or _free_port()
                 options = (f"-p {self.port} -h 127.0.0.1 -k {self.folder} -c fsync=off -c synchronous_commit=off "
                            f"-c full_page_writes=off -c max_connections=200")
                 done = self._cmd("pg_ctl", "-D", str(self.data), "-l", str(self.folder / "server.log"), "-w",

@@ -150,3 +150,16 @@ def test_signal_paper_fills_every_virtual_account_at_the_ticker_price_once(env_f
     assert len(executions) == 3
     assert {n: len(a["positions"]) for n, a in venue["accounts"].items()} == dict.fromkeys(BALANCES, 1)
     assert flows.unplayed(cassette) == []
+
+
+def test_run_waits_for_a_database_server_then_gives_up_naming_the_setting(tmp_path, capsys, caplog):
+    from tests.postgres_server import _free_port
+
+    url = f"postgresql://fanout:hunter2-secret@127.0.0.1:{_free_port()}/fanout"  # no server there
+    env_file = flows.write_env(tmp_path / "paper.env", mode="paper", database=url, paper_balances=flows.BALANCES)
+    with env_file.open("a") as f:
+        f.write("DATABASE_WAIT_SECONDS=0.5\n")
+    assert main(flows.run_argv(env_file, "paper", flows.write_signals(tmp_path / "signals.csv"))) == 2
+    err = capsys.readouterr().err
+    assert "did not answer within 0.5 s (DATABASE_WAIT_SECONDS)" in err and "Connection refused" in err
+    assert "hunter2" not in err and "hunter2" not in caplog.text

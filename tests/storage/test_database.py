@@ -1,8 +1,20 @@
-"""DATABASE_URL rules: defaults, PostgreSQL routed to psycopg 3, passwords masked, missing SQLite files."""
+"""DATABASE_URL rules: defaults, PostgreSQL routed to psycopg 3, passwords masked, missing SQLite files, waiting
+for a server that is still starting."""
+
+import asyncio
+import logging
 
 import pytest
 
-from storage.database import DatabaseUrlError, database_url, display_url, normalize_url, sqlite_file_missing
+from storage.database import (
+    DatabaseUrlError,
+    database_url,
+    display_url,
+    normalize_url,
+    sqlite_file_missing,
+    wait_until_reachable,
+)
+from tests.postgres_server import PostgresServer, _free_port
 
 
 def test_urls():
@@ -26,3 +38,36 @@ def test_sqlite_file_missing(tmp_path):
     assert sqlite_file_missing("sqlite://") is False
     assert sqlite_file_missing("sqlite:///:memory:") is False
     assert sqlite_file_missing("postgresql://u@db/f") is False
+
+
+async def test_wait_returns_at_once_for_sqlite_and_a_running_server(tmp_path, database_url):
+    await wait_until_reachable(f"sqlite:///{tmp_path / 'nowhere' / 'x.db'}", timeout=0)  # no server to wait for
+    await wait_until_reachable(database_url, timeout=0)
+
+
+async def test_wait_gives_up_naming_the_setting_without_the_password(caplog, postgres_server):
+    url = f"postgresql://fanout:hunter2-secret@127.0.0.1:{_free_port()}/fanout"  # nothing listens there
+    with pytest.raises(DatabaseUrlError) as info:
+        await wait_until_reachable(url, timeout=0.3, interval=0.1)
+    message = str(info.value)
+    assert "did not answer within 0.3 s (DATABASE_WAIT_SECONDS)" in message and "hunter2" not in message
+    assert any(m.startswith("⏳ database postgresql://fanout:***@127.0.0.1:") and "not ready" in m
+               for m in caplog.messages)
+    assert "hunter2" not in caplog.text
+
+
+async def test_wait_until_a_starting_server_answers(caplog, postgres_server):
+    """A bot started beside its database (docker compose) waits for it instead of crashing."""
+    caplog.set_level(logging.WARNING, logger="fanout.storage")
+    server = PostgresServer(port=_free_port())
+    waiting = asyncio.create_task(wait_until_reachable(server.url(), timeout=120, interval=0.1))
+    try:
+        while not caplog.messages:  # the first refused attempt has been logged
+            await asyncio.sleep(0.01)
+        assert not waiting.done()
+        await asyncio.to_thread(server.start)
+        await asyncio.wait_for(waiting, 120)
+    finally:
+        waiting.cancel()
+        server.stop()
+    assert "not ready" in caplog.messages[0]
