@@ -91,12 +91,11 @@ class MultiAccountExecutor:
         for r in results:
             self.stats.record(r)
         summary = SignalSummary(signal_id=signal.id, symbol=signal.symbol, side=signal.side, results=results)
-        if log.isEnabledFor(logging.INFO):  # the totals are sums over every account: only when logged
-            log.info(
-                "📊 %s %s %s: %d/%d succeeded, margin $%.2f, notional $%.2f, quantity %g",
-                signal.id, signal.display_symbol, signal.side, summary.succeeded, summary.total,
-                summary.total_margin, summary.total_notional, summary.total_quantity,
-            )
+        log.info(
+            "📊 %s %s %s: %d/%d succeeded, margin $%.2f, notional $%.2f, quantity %g",
+            signal.id, signal.display_symbol, signal.side, summary.succeeded, summary.total,
+            summary.total_margin, summary.total_notional, summary.total_quantity,
+        )
         if self.notifier.enabled:
             await self._notify(self.notifier.signal_summary(signal, summary))
         return summary
@@ -150,9 +149,7 @@ class MultiAccountExecutor:
             return self._result(account, signal, SKIPPED, str(exc), time=now)
 
         leverage = signal.leverage or cfg.leverage
-        tiers = self._tiers.get((account.name, symbol))
-        if tiers is None:  # fetched once per account and symbol
-            tiers = await self._leverage_tiers(account, symbol)
+        tiers = await self._leverage_tiers(account, symbol)
         try:
             sizing = size_position(
                 free_usdt=free, entry=signal.entry, leverage=leverage, config=cfg, market=market,
@@ -307,6 +304,7 @@ class MultiAccountExecutor:
         raise OrderStateUnknown(f"order {params['clientOrderId']} state unknown after timeout: {describe(last)}")
 
     async def _leverage_tiers(self, account: Account, symbol: str) -> list[dict]:
+        """Leverage brackets of one account and symbol, fetched once and remembered."""
         key = (account.name, symbol)
         if key not in self._tiers:
             self._tiers[key] = await account.exchange.fetch_market_leverage_tiers(symbol)
@@ -315,7 +313,7 @@ class MultiAccountExecutor:
     async def _notify(self, coro: Awaitable[None]) -> None:
         """Alerts never block or fail trading."""
         try:
-            async with asyncio.timeout(self.notify_timeout):  # no extra task, unlike wait_for (Python 3.11)
+            async with asyncio.timeout(self.notify_timeout):
                 await coro
         except Exception as exc:  # noqa: BLE001
             log.warning("notification failed: %s", describe(exc))

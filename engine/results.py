@@ -105,9 +105,7 @@ class ExecutionStats:
     per_account: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def record(self, result: AccountResult) -> None:
-        row = self.per_account.get(result.account)
-        if row is None:
-            row = self.per_account[result.account] = {"trades": 0, "successes": 0, "failures": 0, "skipped": 0}
+        row = self.per_account.setdefault(result.account, {"trades": 0, "successes": 0, "failures": 0, "skipped": 0})
         if result.status == SKIPPED:
             self.skipped += 1
             row["skipped"] += 1

@@ -59,11 +59,12 @@ def check_account(
     positions: list[dict],
 ) -> None:
     """Daily loss limit, max open positions and one position per symbol; raises :class:`RiskRejection`."""
-    if positions == []:  # the common case: what the two lines below give for it, without their generators
-        open_positions, unrealized = [], 0
-    else:
-        open_positions = [p for p in positions if abs(float(p.get("contracts") or 0)) > 0]
-        unrealized = sum(float(p.get("unrealizedPnl") or 0) for p in open_positions)
+    open_positions: list[dict] = []
+    unrealized = 0.0
+    for p in positions:
+        if abs(float(p.get("contracts") or 0)) > 0:
+            open_positions.append(p)
+            unrealized += float(p.get("unrealizedPnl") or 0)
     wallet = equity - unrealized
     start = ledger.observe(account, now_ms, wallet)
     if config.daily_loss_limit_pct > 0 and start > 0:

@@ -36,6 +36,7 @@ class Bracket:
     closed_by: str | None = None
 
     def legs(self) -> dict[str, str]:
+        """Order id by leg name (``stop_loss``, ``take_profit``), for the legs that were placed."""
         out = {}
         if self.stop_loss_id:
             out["stop_loss"] = self.stop_loss_id
@@ -84,33 +85,29 @@ class BracketWatcher:
 
     async def on_order_update(self, account: str, order: dict) -> Bracket | None:
         """Handle a pushed order update; when a bracket leg is closed (filled), cancel its sibling."""
-        oid_ = str(order.get("id"))
-        bracket = self.brackets.get((account, oid_))
+        order_id = str(order.get("id"))
+        bracket = self.brackets.get((account, order_id))
         if bracket is None:
             return None
         status = order.get("status")
         if status == "closed":
-            await self._leg_filled(bracket, oid_)
+            await self._leg_filled(bracket, order_id)
             return bracket
         if status in ("canceled", "expired", "rejected"):
             # the exchange removed this leg (e.g. liquidation); forget the bracket once no leg is open
-            legs = bracket.legs()
-            remaining = [oid for oid in legs.values() if oid != oid_]
-            if not remaining or all((account, oid) not in self.brackets for oid in remaining):
+            remaining = [oid for oid in bracket.legs().values() if oid != order_id]
+            if all((account, oid) not in self.brackets for oid in remaining):
                 self._forget(bracket)
             else:
-                self.brackets.pop((account, oid_), None)
+                self.brackets.pop((account, order_id), None)
         return None
 
     async def _leg_filled(self, bracket: Bracket, filled_id: str) -> None:
-        legs = bracket.legs()
-        leg, sibling = "?", None  # the filled leg's name and the first other leg's order id
-        for name, oid in legs.items():
-            if oid == filled_id:
-                if leg == "?":
-                    leg = name
-            elif sibling is None:
-                sibling = oid
+        # the bracket was found under filled_id, so it is one of its two legs; the sibling may never have been placed
+        if filled_id == bracket.stop_loss_id:
+            leg, sibling = "stop_loss", bracket.take_profit_id
+        else:
+            leg, sibling = "take_profit", bracket.stop_loss_id
         bracket.closed_by = leg
         self._forget(bracket)
         if sibling is None:
