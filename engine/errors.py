@@ -10,11 +10,6 @@ def is_error(exc: BaseException, *names: str) -> bool:
     return any(cls.__name__ in names for cls in type(exc).__mro__)
 
 
-def is_timeout(exc: BaseException) -> bool:
-    """A request whose outcome is unknown: it may have reached the exchange."""
-    return is_error(exc, "RequestTimeout")
-
-
 def is_outcome_unknown(exc: BaseException) -> bool:
     """The request may have reached the matching engine: a timeout, or an HTTP 5xx (ccxt's ExchangeNotAvailable;
     Binance documents that a 503 "Unknown error" may have executed). Look an order up before resending it."""

@@ -7,6 +7,8 @@ import json
 import math
 from pathlib import Path
 
+DEFAULT_BALANCES = "1000,5000,500"  # three simulated accounts (CLI commands, PAPER_BALANCES unset)
+
 
 def parse_balances(text: str, *, variable: str = "--balances") -> dict[str, float]:
     """``"1000,5000,500"`` → {"Account 1": 1000.0, "Account 2": 5000.0, "Account 3": 500.0}."""

@@ -10,7 +10,13 @@ from pathlib import Path
 
 from analysis import format_table, write_outputs
 from engine.signal import normalize_symbol
-from fanout.options import add_balance_options, add_sizing_options, balances_from_args, config_from_args
+from fanout.options import (
+    add_balance_options,
+    add_fee_options,
+    add_sizing_options,
+    balances_from_args,
+    config_from_args,
+)
 from fanout.signals_file import SignalFileError, read_signals
 from marketdata import paths
 from marketdata.cache import cache_path
@@ -22,6 +28,7 @@ log = logging.getLogger("fanout.backtest")
 DEMO_SEED = 7
 DEMO_DAYS = 30
 DEMO_START = "2024-01-01"
+DEMO_SYMBOL = "BTC/USDT:USDT"  # the demo's synthetic candles, and --symbol's default
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,13 +37,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "arguments, runs the bundled demo offline.")
     p.add_argument("--candles", metavar="PATH", help="candles CSV/Parquet (default: data/cache, else synthetic)")
     p.add_argument("--fine-candles", metavar="PATH", help="finer candles (e.g. 1m under 1h) to order intra-candle hits")
-    p.add_argument("--symbol", default="BTC/USDT:USDT", help="symbol of the candles / cache (default BTC/USDT:USDT)")
+    p.add_argument("--symbol", default=DEMO_SYMBOL, help=f"symbol of the candles / cache (default {DEMO_SYMBOL})")
     p.add_argument("--timeframe", default="1m", help="timeframe of the cached candles to read (default 1m)")
     p.add_argument("--signals", metavar="PATH", help="signals CSV or JSON lines (default: bundled demo signals)")
     add_balance_options(p)
     add_sizing_options(p)
-    p.add_argument("--taker-fee", type=float, default=0.0005, help="taker fee fraction (default 0.0005 = 0.05%%)")
-    p.add_argument("--maker-fee", type=float, default=0.0002, help="maker fee fraction (default 0.0002 = 0.02%%)")
+    add_fee_options(p)
     p.add_argument("--slippage-bps", type=float, default=0.0, help="market-fill slippage in basis points")
     p.add_argument("--out", metavar="DIR", default="out/backtest", help="output folder (default out/backtest)")
     p.add_argument("--json", action="store_true", help="print summary.json instead of the table")
@@ -57,7 +63,7 @@ def _candles(args: argparse.Namespace) -> tuple[Candles, str, dict]:
         candles = load_candles(cached, symbol=symbol, timeframe=args.timeframe)
         return candles, f"real candles from cache {cached}", {
             "path": str(cached.resolve()), "timeframe": args.timeframe, "symbol": symbol}
-    if symbol != "BTC/USDT:USDT" or args.timeframe != "1m":
+    if symbol != DEMO_SYMBOL or args.timeframe != "1m":
         raise CandleError(str(cached), "no cached candles; run `fanout data download "
                           f"{symbol.split(':')[0]} {args.timeframe} --since YYYY-MM-DD` first")
     candles = generate_candles(symbol=symbol, start=DEMO_START, minutes=DEMO_DAYS * 24 * 60, seed=DEMO_SEED)

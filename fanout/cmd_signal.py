@@ -15,7 +15,14 @@ import sys
 from engine import Account, MultiAccountExecutor
 from engine.results import SignalSummary
 from engine.signal import Signal, SignalError, parse_signal
-from fanout.options import add_balance_options, add_sizing_options, balances_from_args, config_from_args
+from fanout.options import (
+    add_balance_options,
+    add_env_file_option,
+    add_fee_options,
+    add_sizing_options,
+    balances_from_args,
+    config_from_args,
+)
 from simulator.exchange import SimulatedVenue
 from storage.instance_lock import InstanceLocked
 
@@ -33,11 +40,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--signal-leverage", type=int, dest="signal_leverage", help="leverage override for this signal")
     add_balance_options(p)
     add_sizing_options(p)
-    p.add_argument("--taker-fee", type=float, default=0.0005)
+    add_fee_options(p, maker=False)
     p.add_argument("--mode", choices=["offline", "paper", "live"],
                    help="offline simulation at the entry price, paper (live prices, persisted) or live "
                         "(default: TRADING_MODE, else offline)")
-    p.add_argument("--env-file", default="production.env", help="settings file (default ./production.env)")
+    add_env_file_option(p)
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=run)
 

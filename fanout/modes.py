@@ -16,8 +16,9 @@ from typing import Any
 from engine import Account, ExecutionConfig, MultiAccountExecutor, Notifier, Signal, SignalSummary
 from engine.risk import RiskLedger
 from engine.watcher import Bracket
-from fanout.balances import parse_balances
+from fanout.balances import DEFAULT_BALANCES, parse_balances
 from fanout.service import TradingService
+from simulator.fills import TAKER_FEE
 from storage.database import database_url
 from storage.instance_lock import InstanceLock, hold
 from storage.journal import Journal
@@ -76,16 +77,16 @@ def _save_common(executor: MultiAccountExecutor, journal: Journal, prefix: str) 
 
 async def build_paper(env: Mapping[str, str], config: ExecutionConfig, notifier: Notifier, *,
                       balances: dict[str, float] | None = None, price_source: Any = None,
-                      taker_fee: float = 0.0005, slippage_bps: float = 0.0) -> Runtime:
+                      taker_fee: float = TAKER_FEE, slippage_bps: float = 0.0) -> Runtime:
     """Paper trading at live prices. ``price_source``: ccxt-shaped public client (default: Binance public API)."""
     from simulator.exchange import SimulatedVenue
     from simulator.paper import PaperFeed
     from simulator.paper_state import dump_venue, restore_venue
 
-    journal = Journal(env.get("DATABASE_URL") or "sqlite:///fanout.db")
+    journal = Journal(database_url(env))
     venue = SimulatedVenue.from_snapshot(taker_fee=taker_fee, slippage_bps=slippage_bps)
     saved = journal.load_state("paper_venue")
-    wanted = balances or parse_balances(env.get("PAPER_BALANCES") or "1000,5000,500", variable="PAPER_BALANCES")
+    wanted = balances or parse_balances(env.get("PAPER_BALANCES") or DEFAULT_BALANCES, variable="PAPER_BALANCES")
     if saved:
         restore_venue(venue, saved)
         log.info("💾 paper state restored: %d accounts, %d open positions", len(venue.accounts),
@@ -179,7 +180,7 @@ async def build_live(env: Mapping[str, str], config: ExecutionConfig, notifier: 
         lock.release()
         raise
     print(live_banner(accounts, demo=demo, api_url=api_url, config=config, source=selection.source), flush=True)
-    journal = Journal(env.get("DATABASE_URL") or "sqlite:///fanout.db")
+    journal = Journal(database_url(env))
     ledger = RiskLedger.from_json(journal.load_state("live_risk_ledger") or {})
     executor = MultiAccountExecutor(accounts, config, notifier=notifier, ledger=ledger)
     _restore_brackets(executor, journal, "live_brackets")

@@ -1,4 +1,4 @@
-"""Shared CLI options: sizing/risk flags that build an ExecutionConfig, and simulated-account balances."""
+"""CLI room: shared options: sizing/risk flags that build an ExecutionConfig, simulated-account balances, fees."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import argparse
 from dataclasses import replace
 
 from engine.config import ExecutionConfig
-from fanout.balances import parse_balances, read_accounts_file
+from fanout.balances import DEFAULT_BALANCES, parse_balances, read_accounts_file
+from live.env import DEFAULT_ENV_FILE
+from simulator.fills import MAKER_FEE, TAKER_FEE
 
 
 def add_sizing_options(p: argparse.ArgumentParser) -> None:
@@ -20,16 +22,29 @@ def add_sizing_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--min-rr", type=float, help="minimum reward:risk of a signal (default 0=off)")
 
 
-def add_balance_options(p: argparse.ArgumentParser, default: str | None = "1000,5000,500") -> None:
+def add_balance_options(p: argparse.ArgumentParser, default: str | None = DEFAULT_BALANCES) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--balances", default=None, help=f"simulated account balances, comma separated (default {default})")
     g.add_argument("--accounts", metavar="FILE", help="simulated accounts file: CSV name,balance or JSON")
 
 
-def balances_from_args(args: argparse.Namespace, default: str = "1000,5000,500") -> dict[str, float]:
+def balances_from_args(args: argparse.Namespace, default: str = DEFAULT_BALANCES) -> dict[str, float]:
     if getattr(args, "accounts", None):
         return read_accounts_file(args.accounts)
     return parse_balances(args.balances if args.balances is not None else default)
+
+
+def add_env_file_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--env-file", default=DEFAULT_ENV_FILE, help=f"settings file (default ./{DEFAULT_ENV_FILE})")
+
+
+def add_fee_options(p: argparse.ArgumentParser, *, maker: bool = True) -> None:
+    """``--taker-fee`` (and ``--maker-fee``): fee fractions of the simulated venue, defaults from simulator/fills.py."""
+    p.add_argument("--taker-fee", type=float, default=TAKER_FEE,
+                   help=f"taker fee fraction (default {TAKER_FEE} = {TAKER_FEE * 100:g}%%)")
+    if maker:
+        p.add_argument("--maker-fee", type=float, default=MAKER_FEE,
+                       help=f"maker fee fraction (default {MAKER_FEE} = {MAKER_FEE * 100:g}%%)")
 
 
 # CLI flag → (ExecutionConfig field, conversion); percentages on the command line, fractions in the config

@@ -67,12 +67,3 @@ def read_signals(path: str | Path, *, require_time: bool = True) -> list[Signal]
         raise SignalFileError(f"{p}: duplicate signal id(s) {', '.join(dupes[:5])}")
     return signals
 
-
-def write_signals_csv(signals: list[dict], path: str | Path) -> None:
-    """Write signal dicts as a CSV signals file."""
-    cols = ["time", "id", "symbol", "side", "entry", "stop_loss", "take_profit"]
-    with open(path, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
-        w.writeheader()
-        for s in signals:
-            w.writerow(s)

@@ -129,7 +129,7 @@ class AccountStore:
             raise AccountConfigError(f"ENCRYPTION_KEY is not set; {GENERATE_KEY_HINT}", "ENCRYPTION_KEY")
         return self._fernet
 
-    def add(self, label: str, api_key: str, api_secret: str, exchange: str = "binanceusdm") -> int:
+    def add(self, label: str, api_key: str, api_secret: str, exchange: str = SUPPORTED_EXCHANGES[0]) -> int:
         """Store an active account (secret encrypted) and return its id."""
         fernet = self._require_fernet()
         label = check_label(label)

@@ -22,8 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import Iterable
 from typing import Any
 
 import ccxt
@@ -182,15 +181,3 @@ async def close_all(accounts: Iterable[Account]) -> None:
     """Close every account's HTTP session (never raises)."""
     await _close(a.exchange for a in accounts if hasattr(a.exchange, "close"))
 
-
-@asynccontextmanager
-async def live_accounts(
-    credentials: Iterable[Any], *, demo: bool = False, api_url: str | None = None,
-    timeout_ms: int = DEFAULT_TIMEOUT_MS,
-) -> AsyncIterator[list[Account]]:
-    """``async with live_accounts(creds, ...) as accounts:`` — created on entry, all closed on exit."""
-    accounts = await create_live_exchanges(credentials, demo=demo, api_url=api_url, timeout_ms=timeout_ms)
-    try:
-        yield accounts
-    finally:
-        await close_all(accounts)

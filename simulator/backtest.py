@@ -23,7 +23,7 @@ from engine import Account, ExecutionConfig, MultiAccountExecutor, Signal
 from engine.results import SKIPPED, AccountResult
 from marketdata.rules import MarketRules
 from simulator.exchange import ClosedPosition, SimulatedExchange, SimulatedVenue
-from simulator.fills import Level, first_hit
+from simulator.fills import MAKER_FEE, TAKER_FEE, Level, first_hit
 from simulator.scan import LevelScanner
 
 log = logging.getLogger("fanout.backtest")
@@ -89,8 +89,8 @@ class BacktestRunner:
         *,
         fine: Iterable | None = None,
         rules: MarketRules | None = None,
-        taker_fee: float = 0.0005,
-        maker_fee: float = 0.0002,
+        taker_fee: float = TAKER_FEE,
+        maker_fee: float = MAKER_FEE,
         slippage_bps: float = 0.0,
         progress: bool = False,
         equity_points: int = 2000,

@@ -21,7 +21,17 @@ from typing import Any
 import ccxt
 
 from marketdata.rules import MarketRules
-from simulator.fills import LIQUIDATION, STOP_LOSS, TAKE_PROFIT, Level, first_hit, levels_for, slipped
+from simulator.fills import (
+    LIQUIDATION,
+    MAKER_FEE,
+    STOP_LOSS,
+    TAKE_PROFIT,
+    TAKER_FEE,
+    Level,
+    first_hit,
+    levels_for,
+    slipped,
+)
 
 OrderListener = Callable[[str, dict], None]
 
@@ -79,8 +89,8 @@ class SimulatedVenue:
     """State shared by all simulated accounts: market rules, clock, last prices, fees, slippage, listeners."""
 
     rules: MarketRules
-    taker_fee: float = 0.0005
-    maker_fee: float = 0.0002
+    taker_fee: float = TAKER_FEE
+    maker_fee: float = MAKER_FEE
     slippage_bps: float = 0.0
     now_ms: int = 0
     prices: dict[str, float] = field(default_factory=dict)

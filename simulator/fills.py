@@ -25,6 +25,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+TAKER_FEE = 0.0005  # bullet 6: Binance USDⓈ-M's regular-tier fees, the defaults of every simulated venue
+MAKER_FEE = 0.0002
 LIQUIDATION = "liquidation"
 STOP_LOSS = "stop_loss"
 TAKE_PROFIT = "take_profit"

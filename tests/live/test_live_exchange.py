@@ -18,7 +18,6 @@ from live.exchange import (
     build_exchange,
     close_all,
     create_live_exchanges,
-    live_accounts,
 )
 from marketdata.venue import normalize_api_url, override_api_url, select_venue
 from tests.live.cassette_support import (
@@ -308,12 +307,13 @@ async def test_instances_are_closed_when_markets_cannot_load(monkeypatch):
     assert closed == ["A", "B"]
 
 
-async def test_live_accounts_context_closes_sessions():
+async def test_close_all_closes_every_session():
     creds = dummy_credentials(["Account 1", "Account 2", "Account 3"])
     label_keys(creds)
     with use_cassette(SCENARIOS["seed"].cassette, record=False):
-        async with live_accounts(creds, api_url=STANDIN_URL) as accounts:
-            sessions = [a.exchange for a in accounts]
+        accounts = await create_live_exchanges(creds, api_url=STANDIN_URL)
+        sessions = [a.exchange for a in accounts]
+        await close_all(accounts)
     assert all(e.session is None or e.session.closed for e in sessions)
 
 

@@ -131,7 +131,6 @@ CANDLES: tuple[tuple[int, float, float, float, float], ...] = (
 ENTRY_CLOCK = T0 + 20_000  # run 1: the signal executes; the poll sees only candles from before the entry
 TARGET_CLOCK = T0 + 4 * MINUTE + 5_000  # run 2 (restart): minutes T0 … T0 + 3 have closed, the target is hit
 LATER_CLOCK = T0 + 5 * MINUTE + 5_000  # run 3 (restart): nothing open, nothing to execute
-TAKER_FEE = 0.0005  # build_paper's default
 
 
 class Clock:
