@@ -9,9 +9,15 @@ import signal as os_signal
 import sys
 
 from engine import ExecutionConfig
+from fanout.balances import DEFAULT_BALANCES
 from fanout.modes import build_live, build_paper, resolve_mode
-from fanout.options import add_balance_options, balances_from_args
-from fanout.signal_sources import FileSignalSource, WebhookSignalSource
+from fanout.options import add_balance_options, add_env_file_option, balances_from_args
+from fanout.signal_sources import (
+    DEFAULT_WEBHOOK_HOST,
+    DEFAULT_WEBHOOK_PORT,
+    FileSignalSource,
+    WebhookSignalSource,
+)
 from storage.database import database_url, wait_until_reachable
 from storage.instance_lock import InstanceLocked
 
@@ -23,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Run the bot. The mode comes from --mode or TRADING_MODE (default paper); live "
                                    "needs TRADING_MODE=live (or --mode live) explicitly.")
     p.add_argument("--mode", choices=["paper", "live"], help="overrides TRADING_MODE")
-    p.add_argument("--env-file", default="production.env", help="settings file (default ./production.env)")
+    add_env_file_option(p)
     p.add_argument("--signals", metavar="FILE", help="signals file to watch (default SIGNALS_FILE)")
     p.add_argument("--webhook", action="store_true", help="serve the HTTP webhook (also when WEBHOOK_TOKEN is set)")
     p.add_argument("--once", action="store_true", help="process the signals file and one polling round, then exit")
@@ -52,7 +58,7 @@ async def _run(args: argparse.Namespace) -> int:
         mode = resolve_mode(args.mode, env)
         config = ExecutionConfig.from_env(env)
         notifier = build_notifier(env)
-        balances = balances_from_args(args, default=env.get("PAPER_BALANCES") or "1000,5000,500") \
+        balances = balances_from_args(args, default=env.get("PAPER_BALANCES") or DEFAULT_BALANCES) \
             if (args.balances or args.accounts) else None
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -100,8 +106,8 @@ async def _run(args: argparse.Namespace) -> int:
             log.info("👀 watching %s for signals", signals_file)
         if args.webhook or env.get("WEBHOOK_TOKEN"):
             webhook = WebhookSignalSource(
-                service.handle, env.get("WEBHOOK_TOKEN", ""), host=env.get("WEBHOOK_HOST") or "127.0.0.1",
-                port=int(env.get("WEBHOOK_PORT") or 8080), is_processed=runtime.journal.is_processed)
+                service.handle, env.get("WEBHOOK_TOKEN", ""), host=env.get("WEBHOOK_HOST") or DEFAULT_WEBHOOK_HOST,
+                port=int(env.get("WEBHOOK_PORT") or DEFAULT_WEBHOOK_PORT), is_processed=runtime.journal.is_processed)
             await webhook.start()
         if not signals_file and webhook is None:
             print("error: no signal source: give --signals FILE / SIGNALS_FILE, or set WEBHOOK_TOKEN for the webhook",

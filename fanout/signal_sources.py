@@ -10,10 +10,13 @@ import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from engine.errors import describe
 from engine.signal import Signal, SignalError, parse_signal
 
 log = logging.getLogger("fanout.sources")
 Handler = Callable[[Signal, str], Awaitable[object]]
+DEFAULT_WEBHOOK_HOST = "127.0.0.1"  # loopback unless WEBHOOK_HOST says otherwise
+DEFAULT_WEBHOOK_PORT = 8080
 
 
 class FileSignalSource:
@@ -83,9 +86,12 @@ class WebhookSignalSource:
     ``token`` field — TradingView cannot set headers). Bound to 127.0.0.1 unless configured otherwise.
 
     Replies: 202 accepted (with the signal id), 400 malformed (error names the field), 401 bad token,
-    409 already processed."""
+    409 already processed or already accepted and still being handled.
 
-    def __init__(self, handler: Handler, token: str, *, host: str = "127.0.0.1", port: int = 8080,
+    An accepted signal is handled in its own task after the reply; the source keeps every such task until it
+    ends (:meth:`drain` awaits them, :meth:`stop` lets them finish) and logs a failed one once, by signal id."""
+
+    def __init__(self, handler: Handler, token: str, *, host: str = DEFAULT_WEBHOOK_HOST, port: int = DEFAULT_WEBHOOK_PORT,
                  is_processed: Callable[[str], bool] | None = None) -> None:
         if not token or len(token.strip()) < 8:
             raise ValueError("WEBHOOK_TOKEN must be set (at least 8 characters) to enable the webhook")
@@ -94,6 +100,7 @@ class WebhookSignalSource:
         self.host, self.port = host, port
         self.is_processed = is_processed or (lambda _sid: False)
         self.runner = None
+        self._handling: dict[str, asyncio.Task[object]] = {}  # signal id -> its task, until the task ends
 
     def __repr__(self) -> str:
         return f"WebhookSignalSource(http://{self.host}:{self.port}/signal)"
@@ -117,9 +124,11 @@ class WebhookSignalSource:
             except SignalError as exc:
                 log.error("❌ webhook signal rejected: %s", exc)
                 return web.json_response({"error": str(exc), "field": exc.field}, status=400)
+            if signal.id in self._handling:
+                return web.json_response({"error": f"signal {signal.id} already accepted"}, status=409)
             if self.is_processed(signal.id):
                 return web.json_response({"error": f"signal {signal.id} already processed"}, status=409)
-            asyncio.get_running_loop().create_task(self.handler(signal, "webhook"))
+            self._handle_later(signal)
             return web.json_response({"accepted": signal.id}, status=202)
 
         async def health(_request: web.Request) -> web.Response:
@@ -131,6 +140,29 @@ class WebhookSignalSource:
         app.router.add_get("/health", health)
         return app
 
+    def _handle_later(self, signal: Signal) -> None:
+        task = asyncio.get_running_loop().create_task(self.handler(signal, "webhook"), name=f"webhook {signal.id}")
+        self._handling[signal.id] = task
+        task.add_done_callback(lambda t: self._handled(signal.id, t))
+
+    def _handled(self, signal_id: str, task: asyncio.Task[object]) -> None:
+        self._handling.pop(signal_id, None)
+        if task.cancelled():
+            log.warning("⚠️ webhook signal %s was accepted but its handling was cancelled", signal_id)
+        elif task.exception() is not None:
+            log.error("❌ webhook signal %s was accepted but handling it failed: %s", signal_id,
+                      describe(task.exception()))
+
+    @property
+    def pending(self) -> int:
+        """Accepted signals still being handled."""
+        return len(self._handling)
+
+    async def drain(self) -> None:
+        """Wait until every accepted signal has been handled (failures are logged, not raised)."""
+        while self._handling:
+            await asyncio.gather(*self._handling.values(), return_exceptions=True)
+
     async def start(self) -> None:
         from aiohttp import web
 
@@ -141,5 +173,7 @@ class WebhookSignalSource:
         log.info("🌐 webhook listening on http://%s:%d/signal", self.host, self.port)
 
     async def stop(self) -> None:
+        """Stop accepting requests, then let the signals already accepted finish (an order is never cut short)."""
         if self.runner is not None:
             await self.runner.cleanup()
+        await self.drain()

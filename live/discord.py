@@ -24,7 +24,8 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -66,6 +67,8 @@ class DiscordNotifier:
     drain_timeout: default bound in seconds for :meth:`flush` / :meth:`aclose`.
     queue_size: messages waiting at most; beyond it new messages are dropped with a log line.
     username: optional display name for the webhook's messages.
+    sleep, clock: how the notifier waits and reads the time (``asyncio.sleep``, ``time.monotonic``); tests pass
+        stand-ins to see every wait without spending it.
     """
 
     enabled = True  # the engine's Notifier capability: it wants every alert
@@ -83,6 +86,8 @@ class DiscordNotifier:
         drain_timeout: float = 30.0,
         queue_size: int = 1000,
         username: str | None = None,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not isinstance(webhook_url, str) or not webhook_url.startswith(("https://", "http://")):
             raise ValueError("webhook_url must be an http(s) Discord webhook URL")
@@ -99,6 +104,8 @@ class DiscordNotifier:
         self.drain_timeout = drain_timeout
         self.queue_size = queue_size
         self.username = username
+        self._sleep = sleep
+        self._clock = clock
         self.sent = 0
         self.dropped = 0
         self._buffers: dict[str, list[dict[str, Any]]] = {}
@@ -106,7 +113,7 @@ class DiscordNotifier:
         self._queue: asyncio.Queue[dict[str, Any]] | None = None
         self._worker: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
-        self._not_before = 0.0  # loop time before which the rate-limit bucket is empty
+        self._not_before = 0.0  # clock time before which the rate-limit bucket is empty
 
     def __repr__(self) -> str:
         return f"DiscordNotifier(webhook={redact_webhook(self._url)!r}, max_embeds={self.max_embeds})"
@@ -249,15 +256,14 @@ class DiscordNotifier:
         """POST one message with retries; True when Discord accepted it."""
         session = await self._get_session()
         timeout = aiohttp.ClientTimeout(total=self.request_timeout)
-        loop = asyncio.get_running_loop()
         for attempt in range(self.max_retries + 1):
-            wait = self._not_before - loop.time()
+            wait = self._not_before - self._clock()
             if wait > 0:
-                await asyncio.sleep(min(wait, self.max_retry_after))
+                await self._sleep(min(wait, self.max_retry_after))
             last = attempt >= self.max_retries
             try:
                 async with session.post(self._url, json=body, timeout=timeout) as resp:
-                    self._note_bucket(resp.headers, loop)
+                    self._note_bucket(resp.headers)
                     if resp.status < 300:
                         log.debug("Discord message posted (%d embed(s))", len(body.get("embeds", ())))
                         return True
@@ -265,7 +271,7 @@ class DiscordNotifier:
                         delay = min(await _retry_after(resp), self.max_retry_after)
                         log.warning("Discord rate limit (HTTP 429); retrying in %.2fs", delay)
                         if not last:
-                            await asyncio.sleep(delay)
+                            await self._sleep(delay)
                         continue
                     detail = self._scrub((await resp.text())[:200])
                     if resp.status >= 500:
@@ -278,17 +284,17 @@ class DiscordNotifier:
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 log.warning("Discord unreachable (%s): %s", type(exc).__name__, self._scrub(exc))
             if not last:
-                await asyncio.sleep(self.backoff * (2**attempt))
+                await self._sleep(self.backoff * (2**attempt))
         log.error("Discord alert dropped after %d attempts", self.max_retries + 1)
         return False
 
-    def _note_bucket(self, headers: Mapping[str, str], loop: asyncio.AbstractEventLoop) -> None:
+    def _note_bucket(self, headers: Mapping[str, str]) -> None:
         """Remember Discord's bucket: with none left, wait ``X-RateLimit-Reset-After`` before the next."""
         if headers.get("X-RateLimit-Remaining") != "0":
             return
         reset = _seconds(headers.get("X-RateLimit-Reset-After"))
         if reset:
-            self._not_before = loop.time() + min(reset, self.max_retry_after)
+            self._not_before = self._clock() + min(reset, self.max_retry_after)
 
     def _scrub(self, value: Any) -> str:
         """Any text with the webhook URL and its token removed."""

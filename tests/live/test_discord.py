@@ -6,7 +6,6 @@ import asyncio
 import json
 import logging
 import socket
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -31,12 +30,10 @@ class FakeDiscord:
 
     script: list = field(default_factory=list)
     bodies: list = field(default_factory=list)
-    times: list = field(default_factory=list)
     url: str = ""
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         self.bodies.append(await request.json())
-        self.times.append(time.monotonic())
         if self.script:
             step = self.script.pop(0)
             if callable(step):
@@ -58,6 +55,34 @@ async def discord() -> AsyncIterator[FakeDiscord]:
     fake.url = f"http://127.0.0.1:{port}/api/webhooks/123456789/{TOKEN}"
     yield fake
     await runner.cleanup()
+
+
+class FakeTime:
+    """The notifier's clock and sleep: every wait is recorded and passes at once, moving the clock on."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.waits: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.waits.append(round(seconds, 9))
+        self.now += seconds
+        await asyncio.sleep(0)
+
+
+@pytest.fixture
+def fake_time() -> FakeTime:
+    return FakeTime()
+
+
+async def without_waiting(awaitable):
+    """Await ``awaitable`` with no suspension allowed: it must finish without waiting on anything (network,
+    sleep, the queue); if it suspended, the zero timeout would cancel it and raise TimeoutError."""
+    async with asyncio.timeout(0):
+        return await awaitable
 
 
 def _free_port() -> int:
@@ -188,52 +213,53 @@ async def test_event_is_sent_at_once(discord: FakeDiscord) -> None:
 
 
 # ---------------------------------------------------------------- rate limits and failures
-async def test_429_retry_after_body_is_honoured(discord: FakeDiscord) -> None:
+async def test_429_retry_after_body_is_honoured(discord: FakeDiscord, fake_time: FakeTime) -> None:
     limited = {"message": "rate limited", "retry_after": 0.2, "global": False}
     discord.script = [web.json_response(limited, status=429)]
-    notifier = DiscordNotifier(discord.url, backoff=5.0)
+    notifier = DiscordNotifier(discord.url, backoff=5.0, sleep=fake_time.sleep, clock=fake_time.clock)
     await notifier.event("t", "x")
     assert await notifier.aclose(timeout=5)
     assert len(discord.bodies) == 2 and discord.bodies[0] == discord.bodies[1]
-    assert discord.times[1] - discord.times[0] >= 0.19
+    assert fake_time.waits == [0.2]  # Discord's retry_after, not the 5 s backoff
     assert notifier.sent == 1
 
 
-async def test_429_retry_after_header_is_honoured(discord: FakeDiscord) -> None:
+async def test_429_retry_after_header_is_honoured(discord: FakeDiscord, fake_time: FakeTime) -> None:
     discord.script = [web.Response(status=429, headers={"Retry-After": "0.05"}, text="slow down")]
-    notifier = DiscordNotifier(discord.url, backoff=5.0)
+    notifier = DiscordNotifier(discord.url, backoff=5.0, sleep=fake_time.sleep, clock=fake_time.clock)
     await notifier.event("t", "x")
     assert await notifier.aclose(timeout=5)
     assert len(discord.bodies) == 2
-    assert 0.04 <= discord.times[1] - discord.times[0] < 2
+    assert fake_time.waits == [0.05]
 
 
-async def test_retry_after_is_capped(discord: FakeDiscord) -> None:
+async def test_retry_after_is_capped(discord: FakeDiscord, fake_time: FakeTime) -> None:
     discord.script = [web.json_response({"retry_after": 3600}, status=429)]
-    notifier = DiscordNotifier(discord.url, max_retry_after=0.05)
+    notifier = DiscordNotifier(discord.url, max_retry_after=0.05, sleep=fake_time.sleep, clock=fake_time.clock)
     await notifier.event("t", "x")
     assert await notifier.aclose(timeout=5)
     assert len(discord.bodies) == 2
+    assert fake_time.waits == [0.05]
 
 
-async def test_empty_bucket_waits_for_reset(discord: FakeDiscord) -> None:
+async def test_empty_bucket_waits_for_reset(discord: FakeDiscord, fake_time: FakeTime) -> None:
     discord.script = [web.Response(status=204, headers={"X-RateLimit-Remaining": "0",
                                                         "X-RateLimit-Reset-After": "0.2"})]
-    notifier = DiscordNotifier(discord.url)
+    notifier = DiscordNotifier(discord.url, sleep=fake_time.sleep, clock=fake_time.clock)
     await notifier.event("a", "x")
     await notifier.event("b", "x")
     assert await notifier.aclose(timeout=5)
-    assert discord.times[1] - discord.times[0] >= 0.19
+    assert len(discord.bodies) == 2
+    assert fake_time.waits == [0.2]  # before the second post, none before the first
 
 
-async def test_5xx_retries_then_drops_without_raising(discord: FakeDiscord, caplog) -> None:
+async def test_5xx_retries_then_drops_without_raising(discord: FakeDiscord, fake_time: FakeTime, caplog) -> None:
     discord.script = [web.Response(status=500, text="oops") for _ in range(10)]
-    notifier = DiscordNotifier(discord.url, max_retries=2, backoff=0.01)
-    started = time.monotonic()
-    await _run_signal(notifier, _seed_results())
-    assert time.monotonic() - started < 0.5
+    notifier = DiscordNotifier(discord.url, max_retries=2, backoff=0.01, sleep=fake_time.sleep, clock=fake_time.clock)
+    await without_waiting(_run_signal(notifier, _seed_results()))
     assert await notifier.aclose(timeout=5)
     assert len(discord.bodies) == 6  # two messages, three attempts each
+    assert fake_time.waits == [0.01, 0.02, 0.01, 0.02]  # exponential backoff between attempts, none after the last
     assert notifier.sent == 0 and notifier.dropped == 2
 
 
@@ -255,14 +281,13 @@ async def test_4xx_is_dropped_without_retry(discord: FakeDiscord) -> None:
     assert notifier.sent == 1 and notifier.dropped == 1
 
 
-async def test_server_down_never_raises_and_returns_fast(caplog) -> None:
+async def test_server_down_never_raises_and_returns_at_once(fake_time: FakeTime, caplog) -> None:
     url = f"http://127.0.0.1:{_free_port()}/api/webhooks/123456789/{TOKEN}"
-    notifier = DiscordNotifier(url, max_retries=1, backoff=0.01, request_timeout=1)
+    notifier = DiscordNotifier(url, max_retries=1, backoff=0.01, request_timeout=1, sleep=fake_time.sleep,
+                               clock=fake_time.clock)
     with caplog.at_level(logging.DEBUG):
-        started = time.monotonic()
-        await _run_signal(notifier, _seed_results())
-        await notifier.event("🚨 x", "y")
-        assert time.monotonic() - started < 0.5
+        await without_waiting(_run_signal(notifier, _seed_results()))
+        await without_waiting(notifier.event("🚨 x", "y"))
         assert await notifier.aclose(timeout=5)
     assert notifier.dropped == 3
     assert "Discord unreachable" in caplog.text
@@ -270,29 +295,31 @@ async def test_server_down_never_raises_and_returns_fast(caplog) -> None:
 
 
 async def test_hung_server_flush_is_bounded(discord: FakeDiscord) -> None:
+    in_flight, release = asyncio.Event(), asyncio.Event()
+
     async def hang(request: web.Request) -> web.Response:
-        await asyncio.sleep(5)
+        in_flight.set()
+        await release.wait()  # answers only when the test ends
         return web.Response(status=204)
 
     discord.script = [hang]
-    notifier = DiscordNotifier(discord.url, request_timeout=10)
-    started = time.monotonic()
-    await notifier.event("t", "x")
-    await asyncio.sleep(0.05)  # the post is now in flight
-    await _run_signal(notifier, _seed_results())
-    assert time.monotonic() - started < 0.5
-    started = time.monotonic()
-    assert await notifier.aclose(timeout=0.2) is False
-    assert time.monotonic() - started < 1
+    notifier = DiscordNotifier(discord.url, request_timeout=3600)
+    await without_waiting(notifier.event("t", "x"))
+    await in_flight.wait()
+    await without_waiting(_run_signal(notifier, _seed_results()))  # queued behind the hung post, not waiting on it
+    try:
+        assert await notifier.aclose(timeout=0.2) is False  # gives up on the drain instead of hanging
+    finally:
+        release.set()
     assert notifier.dropped == 3 and notifier.sent == 0  # the one in flight and the two queued
 
 
 async def test_works_behind_the_executor_timeout(discord: FakeDiscord) -> None:
-    """The engine wraps each call in wait_for(notify_timeout); ours return before any network I/O."""
+    """The engine bounds each call by notify_timeout; ours return before any network I/O, so never reach it."""
     discord.script = [web.Response(status=500) for _ in range(3)]
     notifier = DiscordNotifier(discord.url, backoff=0.2, max_retries=2)
     for r in _seed_results():
-        await asyncio.wait_for(notifier.account_executed(SIGNAL, r), 0.01)
+        await without_waiting(notifier.account_executed(SIGNAL, r))
     await notifier.aclose(timeout=0.01)
 
 

@@ -1,8 +1,9 @@
-"""The HTTP webhook signal source: token, validation, duplicates, loopback binding by default."""
+"""The HTTP webhook signal source: token, validation, duplicates, loopback binding by default, handling tasks."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -25,6 +26,7 @@ async def client():
     hook = WebhookSignalSource(handler, TOKEN, is_processed=processed.__contains__)
     async with TestClient(TestServer(hook.app())) as c:
         c.received = received
+        c.hook = hook
         yield c
 
 
@@ -35,7 +37,8 @@ async def test_accepts_signal_with_token_in_header_query_or_body(client):
     assert r.status == 202
     r = await client.post("/signal", json={**GOOD, "id": "w3", "token": TOKEN})
     assert r.status == 202
-    await asyncio.sleep(0.01)
+    await client.hook.drain()
+    assert client.hook.pending == 0
     assert [s.id for s, _ in client.received] == ["w1", "w2", "w3"]
     assert client.received[0][1] == "webhook"
 
@@ -59,9 +62,42 @@ async def test_malformed_signal_names_the_field_and_is_not_traded(client):
 
 async def test_duplicate_signal_is_refused(client):
     await client.post("/signal", json=GOOD, headers={"X-Fanout-Token": TOKEN})
-    await asyncio.sleep(0.01)
+    await client.hook.drain()
     r = await client.post("/signal", json=GOOD, headers={"X-Fanout-Token": TOKEN})
-    assert r.status == 409
+    assert r.status == 409 and "already processed" in (await r.json())["error"]
+
+
+async def test_duplicate_of_a_signal_still_being_handled_is_refused():
+    release = asyncio.Event()
+    handled = []
+
+    async def slow_handler(signal, source):
+        await release.wait()
+        handled.append(signal.id)
+
+    hook = WebhookSignalSource(slow_handler, TOKEN)
+    async with TestClient(TestServer(hook.app())) as c:
+        assert (await c.post("/signal", json=GOOD, headers={"X-Fanout-Token": TOKEN})).status == 202
+        r = await c.post("/signal", json=GOOD, headers={"X-Fanout-Token": TOKEN})
+        assert r.status == 409 and "already accepted" in (await r.json())["error"]
+        assert hook.pending == 1
+        release.set()
+        await hook.stop()  # lets the accepted signal finish
+    assert handled == ["w1"] and hook.pending == 0
+
+
+async def test_a_failed_handling_is_logged_once_by_signal_id(caplog):
+    async def failing(signal, source):
+        raise RuntimeError("no live price for BTCUSDT")
+
+    hook = WebhookSignalSource(failing, TOKEN)
+    async with TestClient(TestServer(hook.app())) as c:
+        with caplog.at_level(logging.ERROR, logger="fanout.sources"):
+            assert (await c.post("/signal", json=GOOD, headers={"X-Fanout-Token": TOKEN})).status == 202
+            await hook.drain()  # does not raise
+    failures = [m for m in caplog.messages if "w1" in m]
+    assert failures == ["❌ webhook signal w1 was accepted but handling it failed: RuntimeError: no live price for BTCUSDT"]
+    assert "Task exception was never retrieved" not in caplog.text
 
 
 def test_requires_a_token_and_binds_loopback_by_default():
