@@ -11,13 +11,14 @@ import sys
 from engine import ExecutionConfig
 from fanout.balances import DEFAULT_BALANCES
 from fanout.modes import build_live, build_paper, resolve_mode
-from fanout.options import add_balance_options, add_env_file_option, balances_from_args
+from fanout.options import add_balance_options, balances_from_args
 from fanout.signal_sources import (
     DEFAULT_WEBHOOK_HOST,
     DEFAULT_WEBHOOK_PORT,
     FileSignalSource,
     WebhookSignalSource,
 )
+from live.env import DEFAULT_ENV_FILE
 from storage.database import database_url, wait_until_reachable
 from storage.instance_lock import InstanceLocked
 
@@ -29,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Run the bot. The mode comes from --mode or TRADING_MODE (default paper); live "
                                    "needs TRADING_MODE=live (or --mode live) explicitly.")
     p.add_argument("--mode", choices=["paper", "live"], help="overrides TRADING_MODE")
-    add_env_file_option(p)
+    p.add_argument("--env-file", default=DEFAULT_ENV_FILE, help=f"settings file (default ./{DEFAULT_ENV_FILE})")
     p.add_argument("--signals", metavar="FILE", help="signals file to watch (default SIGNALS_FILE)")
     p.add_argument("--webhook", action="store_true", help="serve the HTTP webhook (also when WEBHOOK_TOKEN is set)")
     p.add_argument("--once", action="store_true", help="process the signals file and one polling round, then exit")

@@ -17,12 +17,12 @@ from engine.results import SignalSummary
 from engine.signal import Signal, SignalError, parse_signal
 from fanout.options import (
     add_balance_options,
-    add_env_file_option,
     add_fee_options,
     add_sizing_options,
     balances_from_args,
     config_from_args,
 )
+from live.env import DEFAULT_ENV_FILE
 from simulator.exchange import SimulatedVenue
 from storage.instance_lock import InstanceLocked
 
@@ -44,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mode", choices=["offline", "paper", "live"],
                    help="offline simulation at the entry price, paper (live prices, persisted) or live "
                         "(default: TRADING_MODE, else offline)")
-    add_env_file_option(p)
+    p.add_argument("--env-file", default=DEFAULT_ENV_FILE, help=f"settings file (default ./{DEFAULT_ENV_FILE})")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=run)
 

@@ -7,7 +7,6 @@ from dataclasses import replace
 
 from engine.config import ExecutionConfig
 from fanout.balances import DEFAULT_BALANCES, parse_balances, read_accounts_file
-from live.env import DEFAULT_ENV_FILE
 from simulator.fills import MAKER_FEE, TAKER_FEE
 
 
@@ -32,10 +31,6 @@ def balances_from_args(args: argparse.Namespace, default: str = DEFAULT_BALANCES
     if getattr(args, "accounts", None):
         return read_accounts_file(args.accounts)
     return parse_balances(args.balances if args.balances is not None else default)
-
-
-def add_env_file_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--env-file", default=DEFAULT_ENV_FILE, help=f"settings file (default ./{DEFAULT_ENV_FILE})")
 
 
 def add_fee_options(p: argparse.ArgumentParser, *, maker: bool = True) -> None:

@@ -11,6 +11,7 @@ from collections import Counter
 import pytest
 
 from fanout.cli import main
+from simulator.fills import TAKER_FEE
 from storage.journal import Journal
 from tests.live.cassette_support import use_cassette
 from tests.standin import cli_flows as flows
@@ -21,7 +22,7 @@ TICKER = 50_012.30  # the recorded last price when the signal arrives (the open 
 TARGET = 51_000.0
 BALANCES = {"Account 1": 1_000.0, "Account 2": 5_000.0, "Account 3": 500.0}
 QUANTITIES = {"Account 1": 0.008, "Account 2": 0.04, "Account 3": 0.004}
-FEE = flows.TAKER_FEE
+FEE = TAKER_FEE  # build_paper's default
 
 
 @pytest.fixture(autouse=True)
