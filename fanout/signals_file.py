@@ -66,4 +66,3 @@ def read_signals(path: str | Path, *, require_time: bool = True) -> list[Signal]
     if dupes:
         raise SignalFileError(f"{p}: duplicate signal id(s) {', '.join(dupes[:5])}")
     return signals
-

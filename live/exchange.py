@@ -180,4 +180,3 @@ async def _close(exchanges: Iterable[Any]) -> None:
 async def close_all(accounts: Iterable[Account]) -> None:
     """Close every account's HTTP session (never raises)."""
     await _close(a.exchange for a in accounts if hasattr(a.exchange, "close"))
-
