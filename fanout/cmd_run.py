@@ -84,6 +84,8 @@ async def _run(args: argparse.Namespace) -> int:
         return 3
     service = runtime.service
     stop = asyncio.Event()
+    if runtime.lock is not None:  # a lost hold on the database stops this bot
+        runtime.lock.on_lost(stop.set)
     loop = asyncio.get_running_loop()
     for sig in (os_signal.SIGINT, os_signal.SIGTERM):
         try:
@@ -118,8 +120,6 @@ async def _run(args: argparse.Namespace) -> int:
             await service.tick_once()
         else:
             tasks.append(asyncio.create_task(service.run_ticks(stop)))
-            if runtime.lock is not None:  # a lost hold on the database stops this bot
-                tasks.append(asyncio.create_task(runtime.lock.keep_alive(stop, on_lost=stop.set)))
             await stop.wait()
             for t in tasks:
                 t.cancel()

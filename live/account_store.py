@@ -35,8 +35,8 @@ from live.credentials import (
     check_label,
     redact,
 )
-from storage.database import database_url, display_url, open_engine, sqlite_file_missing
-from storage.schema import Component, ensure_schema
+from storage.database import database_url, display_url, sqlite_file_missing
+from storage.schema import Component, open_versioned
 
 SUPPORTED_EXCHANGES = ("binanceusdm",)
 GENERATE_KEY_HINT = (
@@ -100,13 +100,8 @@ class AccountStore:
 
     def __init__(self, database_url: str, encryption_key: str | bytes | None = None) -> None:
         self._fernet = _fernet(encryption_key)
-        self.engine = open_engine(database_url)
+        self.engine = open_versioned(database_url, ACCOUNTS)
         self.url = display_url(database_url)
-        try:
-            ensure_schema(self.engine, ACCOUNTS)
-        except BaseException:
-            self.engine.dispose()
-            raise
 
     def close(self) -> None:
         self.engine.dispose()

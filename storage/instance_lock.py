@@ -7,8 +7,8 @@ kernel when the process dies). The ``instance_lock`` row (storage/journal.py) on
 since when, last heartbeat — so a refusal can say who holds the database and what to do.
 
 :func:`hold` takes the lock for a role (``live``): at once, or as a standby that waits until the holder is gone,
-or refuses with :class:`InstanceLocked`. The holder calls :meth:`InstanceLock.keep_alive` while it runs: a heartbeat
-that also notices a lost lock (a dropped PostgreSQL connection, a removed lock file).
+or refuses with :class:`InstanceLocked`. While held, a heartbeat task records the time and notices a lost lock (a
+dropped PostgreSQL connection, a removed lock file): it logs, sets ``lost`` and calls the ``on_lost`` callbacks.
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ from sqlalchemy import Connection, delete, insert, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from storage.database import display_url, open_engine
+from storage.database import DatabaseUrlError, display_url, open_engine
 from storage.journal import JOURNAL, instance_lock
-from storage.schema import ensure_schema
+from storage.schema import open_versioned
 
 log = logging.getLogger("fanout.storage")
 HEARTBEAT_SECONDS = 10.0
@@ -90,19 +90,20 @@ class InstanceLock:
 
     def __init__(self, url: str, role: str = "live") -> None:
         self.url, self.role = url, role
-        self.engine = open_engine(url)
+        self.engine = open_versioned(url, JOURNAL)  # the instance_lock table is the journal's
         self.dialect = self.engine.dialect.name
+        if self.dialect not in ("postgresql", "sqlite"):
+            self.engine.dispose()
+            raise DatabaseUrlError(f"DATABASE_URL: the one-bot-per-database lock needs SQLite or PostgreSQL, "
+                                   f"not {self.dialect}")
         self._conn: Connection | None = None  # PostgreSQL: the connection holding the advisory lock
         self._file: IO[bytes] | None = None  # SQLite: the flock'ed file
         self._lock_engine = None
         self.held = False
-        self.lost = False  # set when keep_alive found the lock gone
+        self.lost = False  # set when the heartbeat found the lock gone
+        self._lost_callbacks: list[Callable[[], None]] = []
+        self._heartbeat_task: asyncio.Task | None = None
         self.started_at = 0.0
-        try:
-            ensure_schema(self.engine, JOURNAL)
-        except BaseException:
-            self.engine.dispose()
-            raise
 
     def __repr__(self) -> str:
         return f"InstanceLock({self.role!r}, {display_url(self.url)}, held={self.held})"
@@ -150,7 +151,7 @@ class InstanceLock:
             return False
         if os.fstat(handle.fileno()).st_ino != os.stat(lock_path).st_ino:  # removed and made again meanwhile
             handle.close()
-            return False
+            return self._try_file()
         self._file = handle
         return True
 
@@ -170,43 +171,57 @@ class InstanceLock:
         return Holder(row.host, int(row.pid), float(row.started_at), float(row.heartbeat_at)) if row else None
 
     def heartbeat(self) -> None:
-        """Check the lock is still ours and record a heartbeat; raises :class:`InstanceLockLost` otherwise."""
+        """Check the lock is still ours, then record a heartbeat; raises :class:`InstanceLockLost` when the lock is
+        gone. Failing to write the heartbeat time (a busy SQLite file) is only logged: the lock still holds."""
         if not self.held or (self.dialect == "postgresql" and self._conn is None):
             raise InstanceLockLost(f"the {self.role} lock is not held")
-        try:
-            if self._conn is not None:  # a session-level lock lives exactly as long as its session
+        if self._conn is not None:  # a session-level lock lives exactly as long as its session
+            try:
                 self._conn.execute(text("SELECT 1"))
-            elif self._file is not None:
-                lock_path = Path(self._file.name)
-                if not lock_path.exists() or os.stat(lock_path).st_ino != os.fstat(self._file.fileno()).st_ino:
-                    self.held = False
-                    raise InstanceLockLost(f"the lock file {lock_path} was removed")
+            except SQLAlchemyError as exc:
+                self.held = False
+                reason = type(getattr(exc, "orig", None) or exc).__name__
+                raise InstanceLockLost(f"the database connection holding the {self.role} lock failed: {reason}") \
+                    from None
+        elif self._file is not None:
+            lock_path = Path(self._file.name)
+            if not lock_path.exists() or os.stat(lock_path).st_ino != os.fstat(self._file.fileno()).st_ino:
+                self.held = False
+                raise InstanceLockLost(f"the lock file {lock_path} was removed")
+        try:
             with self.engine.begin() as conn:
                 conn.execute(update(instance_lock).where(instance_lock.c.role == self.role)
                              .values(heartbeat_at=time.time()))
-        except DBAPIError as exc:
-            self.held = False
-            raise InstanceLockLost(f"the database connection holding the {self.role} lock failed: "
-                                   f"{type(exc.orig).__name__}") from None
+        except SQLAlchemyError as exc:
+            log.warning("heartbeat time not recorded (%s); the %s lock is still held", type(exc).__name__, self.role)
 
-    async def keep_alive(self, stop: asyncio.Event, on_lost: Callable[[], None],
-                         interval: float = HEARTBEAT_SECONDS) -> None:
-        """Heartbeat every ``interval`` s until ``stop`` is set; when the lock is lost, log it and call ``on_lost``."""
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval)
-            if stop.is_set():
-                return
+    def on_lost(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (e.g. the bot's stop) if the heartbeat finds the lock gone."""
+        self._lost_callbacks.append(callback)
+
+    def start_heartbeat(self, interval: float = HEARTBEAT_SECONDS) -> None:
+        """Heartbeat every ``interval`` s on the running event loop while the lock is held (:func:`hold` starts it:
+        a PostgreSQL lock's session must not sit idle past IDLE_SESSION_TIMEOUT)."""
+        self._heartbeat_task = asyncio.get_running_loop().create_task(self._beat(interval))
+
+    async def _beat(self, interval: float) -> None:
+        while self.held:
+            await asyncio.sleep(interval)
             try:
                 self.heartbeat()
             except InstanceLockLost as exc:
                 log.critical("🛑 %s; stopping: another %s bot may take over this database", exc, self.role)
                 self.lost = True
-                on_lost()
+                for callback in self._lost_callbacks:
+                    callback()
                 return
 
     def release(self) -> None:
         """Give the lock up (and clear our name); closes the connections. Safe to call twice."""
+        task, self._heartbeat_task = self._heartbeat_task, None
+        if task is not None and not task.done():
+            with contextlib.suppress(RuntimeError):  # its event loop may be closed already
+                task.cancel()
         if self.held:
             with contextlib.suppress(SQLAlchemyError):
                 with self.engine.begin() as conn:
@@ -229,12 +244,14 @@ class InstanceLock:
         self.engine.dispose()
 
 
-async def hold(url: str, role: str = "live", *, standby: bool = False, poll_seconds: float = 5.0) -> InstanceLock:
+async def hold(url: str, role: str = "live", *, standby: bool = False, poll_seconds: float = 5.0,
+               heartbeat_seconds: float = HEARTBEAT_SECONDS) -> InstanceLock:
     """The lock for ``role``, taken now; if another process holds it, wait for it as a standby (``standby``) or
-    raise :class:`InstanceLocked` naming the holder."""
+    raise :class:`InstanceLocked` naming the holder. The returned lock heartbeats until released."""
     lock = InstanceLock(url, role)
     try:
         if lock.try_acquire():
+            lock.start_heartbeat(heartbeat_seconds)
             return lock
         holder = lock.holder()
         if not standby:
@@ -244,6 +261,7 @@ async def hold(url: str, role: str = "live", *, standby: bool = False, poll_seco
         while not lock.try_acquire():
             await asyncio.sleep(poll_seconds)
         log.warning("▶️ took over the database as the %s bot (the previous holder is gone)", role)
+        lock.start_heartbeat(heartbeat_seconds)
         return lock
     except BaseException:
         lock.release()

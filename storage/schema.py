@@ -45,7 +45,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.schema import CreateColumn
 
-from storage.database import DatabaseUrlError
+from storage.database import DatabaseUrlError, open_engine
 
 log = logging.getLogger("fanout.storage")
 
@@ -195,3 +195,15 @@ def ensure_schema(engine: Engine, component: Component) -> int:
         log.info("🗄️ %s schema: version %d → %d%s", component.name, start, component.latest,
                  " (adopted: made before schema versions were recorded)" if found is None else "")
     return found if found is not None else (start or 0)
+
+
+def open_versioned(url: str, component: Component) -> Engine:
+    """An engine for ``url`` with ``component``'s tables created or upgraded (:func:`ensure_schema`); on failure
+    the engine is disposed and the error raised."""
+    engine = open_engine(url)
+    try:
+        ensure_schema(engine, component)
+    except BaseException:
+        engine.dispose()
+        raise
+    return engine

@@ -83,37 +83,46 @@ async def test_standby_takes_over_when_the_holder_releases(first, database_url):
         second.release()
 
 
-async def test_heartbeat_records_time_and_keep_alive_stops_on_request(first):
-    before = first.holder().heartbeat_at
-    first.heartbeat()
-    assert first.holder().heartbeat_at >= before
-    stop = asyncio.Event()
-    task = asyncio.create_task(first.keep_alive(stop, on_lost=lambda: pytest.fail("lock reported lost"),
-                                                interval=0.01))
-    stop.set()
-    await asyncio.wait_for(task, 10)
-    assert first.held
-
-
-async def test_a_lost_lock_is_noticed_and_reported(first, database_url):
-    if first.dialect == "postgresql":  # the server ends the session holding the advisory lock
-        engine = open_engine(database_url)
-        with engine.connect() as conn:
-            pid = first._conn.execute(text("SELECT pg_backend_pid()")).scalar()
-            conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
-        engine.dispose()
-    else:  # someone removes the lock file
-        Path(first._file.name).unlink()
-    lost: list[bool] = []
-    await asyncio.wait_for(first.keep_alive(asyncio.Event(), on_lost=lambda: lost.append(True), interval=0.01), 30)
-    assert lost == [True] and first.lost and not first.held
-    with pytest.raises(InstanceLockLost):
-        first.heartbeat()
-    other = InstanceLock(database_url, "live")  # free again for another bot
+async def test_the_holder_heartbeats_until_released(database_url):
+    lock = await hold(database_url, "live", heartbeat_seconds=0.01)
     try:
-        assert other.try_acquire()
+        started = lock.holder().heartbeat_at
+        while lock.holder().heartbeat_at == started:  # the heartbeat task records the time
+            await asyncio.sleep(0.01)
+        assert lock.held and not lock.lost
     finally:
-        other.release()
+        lock.release()
+    check = InstanceLock(database_url, "live")
+    try:
+        assert check.holder() is None  # released: our name is cleared
+    finally:
+        check.release()
+
+
+async def test_a_lost_lock_is_noticed_and_reported(database_url):
+    lock = await hold(database_url, "live", heartbeat_seconds=0.01)
+    lost = asyncio.Event()
+    lock.on_lost(lost.set)
+    try:
+        if lock.dialect == "postgresql":  # the server ends the session holding the advisory lock
+            engine = open_engine(database_url)
+            with engine.connect() as conn:
+                pid = lock._conn.execute(text("SELECT pg_backend_pid()")).scalar()
+                conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+            engine.dispose()
+        else:  # someone removes the lock file
+            Path(lock._file.name).unlink()
+        await asyncio.wait_for(lost.wait(), 30)
+        assert lock.lost and not lock.held
+        with pytest.raises(InstanceLockLost):
+            lock.heartbeat()
+        other = InstanceLock(database_url, "live")  # free again for another bot
+        try:
+            assert other.try_acquire()
+        finally:
+            other.release()
+    finally:
+        lock.release()
 
 
 async def test_killing_the_holding_process_lets_a_standby_take_over(database_url):
