@@ -20,8 +20,8 @@ from analysis.sync import run_sync
 from engine import Account, ExecutionConfig, MultiAccountExecutor, Signal
 from marketdata.candles import Candles
 from marketdata.rules import MarketRules
-from simulator.exchange import SimulatedVenue
 from simulator.paper import PaperFeed
+from simulator.venue import SimulatedVenue
 
 MINUTE = 60_000
 OHLCV_LIMIT = 500  # candles per fetch_ohlcv when no limit is given (Binance's klines default)
@@ -124,13 +124,9 @@ async def _replay(feed: PaperFeed, prices: RecordedPrices, signals: list[Signal]
     venue, c = feed.venue, prices.candles
     executor = MultiAccountExecutor([Account(n, ex) for n, ex in venue.accounts.items()], config, retries=0,
                                     retry_delay=0.0)
-    updates: list[tuple[str, dict]] = []
-    venue.listeners.append(lambda account, order: updates.append((account, order)))
 
     async def settle() -> None:  # order updates (fills of stops and targets) to the watcher, as paper mode does
-        while updates:
-            account, order = updates.pop(0)
-            await executor.watcher.on_order_update(account, order)
+        await venue.drain_updates(executor.watcher)
 
     rows: list[dict] = []
     for signal in signals:

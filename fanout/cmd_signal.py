@@ -23,7 +23,7 @@ from fanout.options import (
     config_from_args,
 )
 from live.env import DEFAULT_ENV_FILE
-from simulator.exchange import SimulatedVenue
+from simulator.venue import SimulatedVenue
 from storage.instance_lock import InstanceLocked
 
 

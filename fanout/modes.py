@@ -79,18 +79,20 @@ async def build_paper(env: Mapping[str, str], config: ExecutionConfig, notifier:
                       balances: dict[str, float] | None = None, price_source: Any = None,
                       taker_fee: float = TAKER_FEE, slippage_bps: float = 0.0) -> Runtime:
     """Paper trading at live prices. ``price_source``: ccxt-shaped public client (default: Binance public API)."""
-    from simulator.exchange import SimulatedVenue
+    from marketdata.rules import MarketRules
     from simulator.paper import PaperFeed
-    from simulator.paper_state import dump_venue, restore_venue
+    from simulator.venue import SimulatedVenue
 
     journal = Journal(database_url(env))
-    venue = SimulatedVenue.from_snapshot(taker_fee=taker_fee, slippage_bps=slippage_bps)
     saved = journal.load_state("paper_venue")
     wanted = balances or parse_balances(env.get("PAPER_BALANCES") or DEFAULT_BALANCES, variable="PAPER_BALANCES")
+    settings = {"taker_fee": taker_fee, "slippage_bps": slippage_bps}
     if saved:
-        restore_venue(venue, saved)
+        venue = SimulatedVenue.from_state(saved, MarketRules.load(), **settings)
         log.info("💾 paper state restored: %d accounts, %d open positions", len(venue.accounts),
                  sum(len(ex.positions) for ex in venue.accounts.values()))
+    else:
+        venue = SimulatedVenue.from_snapshot(**settings)
     for name, bal in wanted.items():
         if name not in venue.accounts:
             venue.add_account(name, bal)
@@ -108,28 +110,21 @@ async def build_paper(env: Mapping[str, str], config: ExecutionConfig, notifier:
     ledger = RiskLedger.from_json(journal.load_state("paper_risk_ledger") or {})
     executor = MultiAccountExecutor(accounts, config, notifier=notifier, ledger=ledger)
     _restore_brackets(executor, journal, "paper_brackets")
-    updates: list[tuple[str, dict]] = []
-    venue.listeners.append(lambda account, order: updates.append((account, order)))
-
-    async def flush() -> None:
-        while updates:
-            account, order = updates.pop(0)
-            await executor.watcher.on_order_update(account, order)
 
     async def prepare(signal: Signal) -> None:
         price = await feed.refresh(signal.symbol)
         log.info("📄 paper: %s last price %.2f", signal.display_symbol, price)
-        await flush()
+        await venue.drain_updates(executor.watcher)
 
     async def tick() -> None:
         symbols = {s for ex in venue.accounts.values() for s in ex.positions} | {
             b.symbol for b in executor.watcher.open_brackets()}
         if symbols:
             await feed.poll(symbols)
-            await flush()
+            await venue.drain_updates(executor.watcher)
 
     def persist() -> None:
-        journal.save_state("paper_venue", dump_venue(venue))
+        journal.save_state("paper_venue", venue.to_state())
         journal.save_state("paper_feed", feed.last_candle)
         _save_common(executor, journal, "paper")
 

@@ -1,9 +1,11 @@
-"""The backtest runner: replays candles through simulated accounts and the shared engine, signal by signal.
+"""Simulator room: the backtest runner — replays candles through simulated accounts and the shared engine.
 
-Signals execute through :class:`engine.MultiAccountExecutor` exactly as live; between signals the runner jumps
-straight to the next candle where some position's stop, target or liquidation is crossed (numpy scans, see
-simulator/scan.py) and applies simulator/fills.py there. Fills are pushed to the engine's watcher, which cancels
-the sibling order like it does live.
+Signals execute through :class:`engine.MultiAccountExecutor` exactly as live, in time order. Between signals the
+runner jumps straight to the next candle where some position's stop, target or liquidation can be crossed (numpy
+scans, simulator/scan.py; a heap of one entry per open position): the scheduling is what makes it fast. What
+such a candle does to the position is decided where paper mode decides it, ``SimulatedAccount.apply_candle``
+(rules: simulator/fills.py). Order updates go to the engine's watcher through ``SimulatedVenue.drain_updates``,
+which cancels the sibling order like it does live; data's end is ``SimulatedVenue.close_all``.
 """
 
 from __future__ import annotations
@@ -22,12 +24,13 @@ import numpy as np
 from engine import Account, ExecutionConfig, MultiAccountExecutor, Signal
 from engine.results import SKIPPED, AccountResult
 from marketdata.rules import MarketRules
-from simulator.exchange import ClosedPosition, SimulatedExchange, SimulatedVenue
-from simulator.fills import MAKER_FEE, TAKER_FEE, Level, first_hit
+from simulator.exchange import SimulatedExchange
+from simulator.fills import END_OF_DATA, MAKER_FEE, TAKER_FEE, Level
+from simulator.records import ClosedPosition, Exit
 from simulator.scan import LevelScanner
+from simulator.venue import SimulatedVenue
 
 log = logging.getLogger("fanout.backtest")
-END_OF_DATA = "end_of_data"
 EXIT_REASONS = ("take_profit", "stop_loss", "liquidation", END_OF_DATA)
 
 
@@ -117,8 +120,6 @@ class BacktestRunner:
         )
         self.progress = progress
         self.equity_points = equity_points
-        self._updates: list[tuple[str, dict]] = []
-        self.venue.listeners.append(lambda acct, order: self._updates.append((acct, order)))
         # (time, idx, seq, account, symbol, version, levels)
         self._heap: list[tuple[int, int, int, str, str, int, list[Level]]] = []
         self._seq = 0
@@ -161,7 +162,7 @@ class BacktestRunner:
             if bar is not None:
                 bar.close()
             await self._drain_events(None)
-            self._close_at_end()
+            await self._close_at_end()
             return self._result()
 
     async def _signal(self, signal: Signal) -> None:
@@ -177,7 +178,7 @@ class BacktestRunner:
         await self._drain_events(int(c.time[i]))
         self.venue.set_price(signal.symbol, float(c.open[i]), int(c.time[i]))
         summary = await self.executor.execute(signal)
-        await self._flush_updates()
+        await self.venue.drain_updates(self.executor.watcher)
         self._summaries.append({"signal_id": signal.id, "succeeded": summary.succeeded, "total": summary.total})
         for r in summary.results:
             if r.ok or r.closed:  # an emergency-closed entry is a (one-candle) trade of this signal too
@@ -225,19 +226,16 @@ class BacktestRunner:
             pos = ex.positions.get(symbol)
             if pos is None or pos.version != version:
                 continue
-            replay = self.replays[symbol]
-            hit, when = self._resolve(replay, levels, pos.long, idx)
-            if hit is None:
+            if self._apply(ex, symbol, self.replays[symbol], levels, idx) is None:
                 self._schedule(account, symbol, idx + 1, levels)
                 continue
-            level, price = hit
-            self.venue.prices[symbol] = price
-            ex.apply_level(symbol, level, price, when)
-            await self._flush_updates()
+            await self.venue.drain_updates(self.executor.watcher)
             if symbol in ex.positions:
                 self._schedule(account, symbol, idx)
 
-    def _resolve(self, replay: _Replay, levels: list[Level], long: bool, idx: int):
+    @staticmethod
+    def _apply(ex: SimulatedExchange, symbol: str, replay: _Replay, levels: list[Level], idx: int) -> Exit | None:
+        """Candle ``idx`` against the position (through its finer candles when given); what it crossed, or None."""
         c = replay.c
         t0 = int(c.time[idx])
         if replay.fine is not None:
@@ -245,30 +243,22 @@ class BacktestRunner:
             a = int(np.searchsorted(f.time, t0, side="left"))
             b = int(np.searchsorted(f.time, t0 + replay.tf_ms, side="left"))
             for j in range(a, b):
-                hit = first_hit(long, levels, float(f.open[j]), float(f.high[j]), float(f.low[j]))
+                hit = ex.apply_candle(symbol, int(f.time[j]), float(f.open[j]), float(f.high[j]), float(f.low[j]),
+                                      levels=levels)
                 if hit is not None:
-                    return hit, int(f.time[j])
+                    return hit
             if b > a:
-                return None, t0  # the finer candles say nothing was crossed in this candle
-        return first_hit(long, levels, float(c.open[idx]), float(c.high[idx]), float(c.low[idx])), t0
+                return None  # the finer candles say nothing was crossed in this candle
+        return ex.apply_candle(symbol, t0, float(c.open[idx]), float(c.high[idx]), float(c.low[idx]), levels=levels)
 
-    async def _flush_updates(self) -> None:
-        while self._updates:
-            account, order = self._updates.pop(0)
-            await self.executor.watcher.on_order_update(account, order)
-
-    def _close_at_end(self) -> None:
-        for ex in self.exchanges.values():
-            for symbol, pos in list(ex.positions.items()):
-                c = self.replays[symbol].c
-                last = float(c.close[-1])
-                ex.venue.now_ms = int(c.time[-1]) + int(self.replays[symbol].tf_ms)
-                ex.venue.prices[symbol] = last
-                side = "sell" if pos.long else "buy"
-                ex._fill_market(symbol, side, pos.contracts, True, None, price=last, reason=END_OF_DATA)
-                for o in ex.algo_orders.values():
-                    if o["symbol"] == symbol and o["status"] == "open":
-                        o["status"] = "canceled"
+    async def _close_at_end(self) -> None:
+        """Positions still open at the end close at their symbol's last close, when its last candle ends."""
+        ends = {}
+        for symbol, replay in self.replays.items():
+            ends[symbol] = int(replay.c.time[-1]) + replay.tf_ms
+            self.venue.set_price(symbol, float(replay.c.close[-1]))
+        self.venue.close_all(ends)
+        await self.venue.drain_updates(self.executor.watcher)
 
     # ------------------------------------------------------------------ results
     def _trade_row(self, cp: ClosedPosition) -> dict:

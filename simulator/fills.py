@@ -1,4 +1,4 @@
-"""Fill rules of the simulator — the one list of assumptions (each bullet has a test in tests/simulator/).
+"""Simulator room: the fill rules of the simulator — the one list of assumptions (each bullet has a test in tests/simulator/).
 
 1. Market orders fill at the venue's current price: in a backtest, the **open of the first candle whose open
    time ≥ the signal time**; in paper mode, the last traded price. Optional slippage (``slippage_bps``) moves
@@ -19,6 +19,12 @@
 6. Fees: taker (default 0.05%) on every market and trigger fill, charged on the fill's notional; maker (0.02%)
    applies to resting limit orders, which the engine does not send. Funding is not simulated.
 7. Candle prices stand in for the mark price (``workingType`` MARK_PRICE and CONTRACT_PRICE behave alike).
+8. **End of data**: a backtest closes every position still open at the close of its symbol's last candle, at
+   that candle's end, with a reduce-only market fill without slippage (taker fee charged); the exchange then
+   cancels the symbol's open stop and target orders (``SimulatedVenue.close_all``).
+
+Rules 2–5 are applied in one place, ``SimulatedAccount.apply_candle`` (simulator/account.py), through the venue's
+fill loop ``SimulatedVenue.apply_candle`` (simulator/venue.py) or the backtest's scheduler (simulator/backtest.py).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ MAKER_FEE = 0.0002
 LIQUIDATION = "liquidation"
 STOP_LOSS = "stop_loss"
 TAKE_PROFIT = "take_profit"
+END_OF_DATA = "end_of_data"
 _GAP_PRIORITY = {LIQUIDATION: 0, STOP_LOSS: 1, TAKE_PROFIT: 2}
 
 

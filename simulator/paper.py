@@ -1,9 +1,11 @@
-"""Paper trading: the simulated venue fed with live prices (no second fill engine).
+"""Simulator room: the paper feed — the simulated venue fed with live prices (no second fill engine).
 
-A ``PriceSource`` (ccxt public market data in live/, or recorded prices in tests) supplies the last price and
-closed one-minute candles. Market orders fill at the last price; stops, targets and liquidations are applied by
-simulator/fills.py to each closed candle — only for positions opened before that candle began — and to each
-polled last price, so a position opened mid-minute is never judged on prices from before its entry.
+A ``PriceSource`` (ccxt's public market data, or recorded prices in tests and reports) supplies the last price
+and closed one-minute candles. Market orders fill at the last price; stops, targets and liquidations are applied
+by the venue's one fill loop (``SimulatedVenue.apply_candle``, rules in simulator/fills.py) to each closed candle —
+only for positions opened by the time that candle began — and to each polled last price, so a position opened
+mid-minute is never judged on prices from before its entry. Order updates stay queued on the venue for the
+caller to drain (simulator/paper_session.py does).
 """
 
 from __future__ import annotations
@@ -11,8 +13,8 @@ from __future__ import annotations
 import logging
 from typing import Protocol
 
-from simulator.exchange import ClosedPosition, SimulatedVenue
-from simulator.fills import first_hit
+from simulator.records import ClosedPosition
+from simulator.venue import SimulatedVenue
 
 log = logging.getLogger("fanout.paper")
 MINUTE = 60_000
@@ -64,24 +66,12 @@ class PaperFeed:
         return closed
 
     def apply_candle(self, symbol: str, t: int, o: float, h: float, low: float, c: float) -> list[ClosedPosition]:
-        """Apply one closed candle to positions opened before it began."""
-        out = []
-        self.venue.now_ms = max(self.venue.now_ms, t)
-        for ex in list(self.venue.accounts.values()):
-            pos = ex.positions.get(symbol)
-            if pos is None or pos.opened_at > t:
-                continue
-            hit = first_hit(pos.long, ex.position_levels(symbol), o, h, low)
-            if hit is not None:
-                done = ex.apply_level(symbol, hit[0], hit[1], t)
-                if done is not None:
-                    out.append(done)
-                    log.info("📄 %s %s closed by %s at %.2f", ex.name, symbol, done.exit_reason, done.exit_price)
-        self.venue.prices[symbol] = c
-        return out
+        """Apply one closed candle to positions opened by the time it began (the venue's fill loop); logs exits."""
+        closed = self.venue.apply_candle(symbol, t, o, h, low, c)
+        for done in closed:
+            log.info("📄 %s %s closed by %s at %.2f", done.account, symbol, done.exit_reason, done.exit_price)
+        return closed
 
     def _apply_tick(self, symbol: str, price: float, now: int) -> list[ClosedPosition]:
-        out = self.apply_candle(symbol, now, price, price, price, price)
-        self.venue.now_ms = max(self.venue.now_ms, now)
-        self.venue.prices[symbol] = price
-        return out
+        """A last price is a candle of one price at ``now``."""
+        return self.apply_candle(symbol, now, price, price, price, price)

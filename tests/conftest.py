@@ -20,11 +20,27 @@ from marketdata.candles import Candles
 from marketdata.paths import demo_signals_file
 from marketdata.rules import MarketRules
 from marketdata.synthetic import generate_candles
-from simulator.exchange import SimulatedVenue
+from simulator.venue import SimulatedVenue
 from tests.postgres_server import PostgresServer, unavailable
 
 BTC = "BTC/USDT:USDT"
 T0 = 1_704_067_200_000  # 2024-01-01T00:00:00Z
+
+
+class UpdateRecorder:
+    """An order-update sink for ``SimulatedVenue.drain_updates`` that keeps (account, order) pairs."""
+
+    def __init__(self) -> None:
+        self.updates: list[tuple[str, dict]] = []
+
+    async def on_order_update(self, account: str, order: dict) -> None:
+        self.updates.append((account, order))
+
+
+@pytest.fixture
+def recorder() -> UpdateRecorder:
+    """Collects the order updates a test drains from the venue (``await venue.drain_updates(recorder)``)."""
+    return UpdateRecorder()
 
 
 @pytest.fixture(scope="session")

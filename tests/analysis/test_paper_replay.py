@@ -14,8 +14,8 @@ from analysis.paper_replay import RecordedPrices
 from engine import Account, ExecutionConfig, MultiAccountExecutor, parse_signal
 from marketdata.candles import resample
 from marketdata.rules import MarketRules
-from simulator.exchange import SimulatedVenue
 from simulator.paper import PaperFeed
+from simulator.venue import SimulatedVenue
 
 MINUTE = 60_000
 BALANCES = {"A": 1_000.0, "B": 5_000.0, "C": 100.0}
@@ -103,12 +103,9 @@ async def _direct_paper_feed(candles, signals, balances, delay_ms):
     feed = PaperFeed(venue, prices)
     executor = MultiAccountExecutor([Account(n, ex) for n, ex in venue.accounts.items()], ExecutionConfig(),
                                     retries=0, retry_delay=0.0)
-    updates = []
-    venue.listeners.append(lambda account, order: updates.append((account, order)))
 
     async def settle():
-        while updates:
-            await executor.watcher.on_order_update(*updates.pop(0))
+        await venue.drain_updates(executor.watcher)
 
     entries = []
     for signal in sorted(signals, key=lambda s: (s.time, s.id)):

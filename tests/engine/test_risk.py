@@ -112,7 +112,7 @@ async def test_daily_loss_limit_after_a_simulated_loss(venue, make_accounts):
     executor = MultiAccountExecutor(accounts, ExecutionConfig(daily_loss_limit_pct=0.003))
     first = await executor.execute(signal(time=T0))
     assert first.succeeded == 1
-    venue.process_candle(BTC, T0 + HOUR, 49_900, 49_950, 49_400, 49_450)  # stop hit
+    venue.apply_candle(BTC, T0 + HOUR, 49_900, 49_950, 49_400, 49_450)  # stop hit
     assert BTC not in ex.positions and ex.wallet < 1_000 - 4
 
     venue.set_price(BTC, 49_450, T0 + 2 * HOUR)

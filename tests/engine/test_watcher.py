@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ccxt
-import pytest
 
 from engine import Account, BracketWatcher, MultiAccountExecutor
 
@@ -26,17 +25,9 @@ class Events:
         self.events.append((title, text))
 
 
-@pytest.fixture
-def pushed(venue):
-    """Order updates the venue emits, to hand to the watcher (what the backtest runner / paper feed do)."""
-    updates: list[tuple[str, dict]] = []
-    venue.listeners.append(lambda account, order: updates.append((account, order)))
-    return updates
-
-
-async def deliver(watcher: BracketWatcher, updates: list) -> None:
-    while updates:
-        await watcher.on_order_update(*updates.pop(0))
+async def deliver(venue, watcher: BracketWatcher) -> None:
+    """Hand the venue's queued order updates to the watcher (what the backtest runner / paper session do)."""
+    await venue.drain_updates(watcher)
 
 
 def status(ex, oid: str) -> str:
@@ -51,54 +42,54 @@ async def bracket(make_accounts, seed_signal, *balances, notifier=None):
     return executor.watcher, accounts, summary.results
 
 
-async def test_stop_fill_cancels_the_target(venue, make_accounts, seed_signal, pushed):
+async def test_stop_fill_cancels_the_target(venue, make_accounts, seed_signal):
     watcher, (acct,), (r,) = await bracket(make_accounts, seed_signal)
     ex = acct.exchange
-    venue.process_candle(BTC, T0 + HOUR, 49_900, 49_950, 49_400, 49_450)
+    venue.apply_candle(BTC, T0 + HOUR, 49_900, 49_950, 49_400, 49_450)
     assert status(ex, r.stop_loss_order_id) == "closed" and status(ex, r.take_profit_order_id) == "open"
-    await deliver(watcher, pushed)
+    await deliver(venue, watcher)
     assert status(ex, r.take_profit_order_id) == "canceled"
     assert watcher.cancelled_siblings == 1 and watcher.open_brackets() == []
     assert not ex.positions and ex.closed[-1].exit_reason == "stop_loss"
 
 
-async def test_target_fill_cancels_the_stop(venue, make_accounts, seed_signal, pushed):
+async def test_target_fill_cancels_the_stop(venue, make_accounts, seed_signal):
     watcher, (acct,), (r,) = await bracket(make_accounts, seed_signal)
     ex = acct.exchange
-    venue.process_candle(BTC, T0 + HOUR, 50_100, 51_200, 50_050, 51_100)
-    await deliver(watcher, pushed)
+    venue.apply_candle(BTC, T0 + HOUR, 50_100, 51_200, 50_050, 51_100)
+    await deliver(venue, watcher)
     assert status(ex, r.take_profit_order_id) == "closed" and status(ex, r.stop_loss_order_id) == "canceled"
     assert ex.closed[-1].exit_reason == "take_profit"
     assert watcher.open_brackets() == []
 
 
-async def test_each_account_gets_its_own_cancel(venue, make_accounts, seed_signal, pushed):
+async def test_each_account_gets_its_own_cancel(venue, make_accounts, seed_signal):
     watcher, accounts, results = await bracket(make_accounts, seed_signal, 1_000, 5_000, 500)
-    venue.process_candle(BTC, T0 + HOUR, 50_100, 51_200, 50_050, 51_100)
-    await deliver(watcher, pushed)
+    venue.apply_candle(BTC, T0 + HOUR, 50_100, 51_200, 50_050, 51_100)
+    await deliver(venue, watcher)
     assert watcher.cancelled_siblings == 3
     for a, r in zip(accounts, results, strict=True):
         assert status(a.exchange, r.stop_loss_order_id) == "canceled"
 
 
-async def test_sibling_already_gone_is_not_an_error(venue, make_accounts, seed_signal, pushed):
+async def test_sibling_already_gone_is_not_an_error(venue, make_accounts, seed_signal, recorder):
     events = Events()
     watcher, (acct,), (r,) = await bracket(make_accounts, seed_signal, notifier=events)
     ex = acct.exchange
     await ex.cancel_order(r.take_profit_order_id, BTC, {"trigger": True})  # e.g. cancelled by hand
-    pushed.clear()
-    venue.process_candle(BTC, T0 + HOUR, 49_900, 49_950, 49_400, 49_450)
-    await deliver(watcher, pushed)  # the cancel answers OrderNotFound (-2011)
+    await venue.drain_updates(recorder)  # nothing queued before the fill
+    venue.apply_candle(BTC, T0 + HOUR, 49_900, 49_950, 49_400, 49_450)
+    await deliver(venue, watcher)  # the cancel answers OrderNotFound (-2011)
     assert watcher.cancelled_siblings == 0 and events.events == []
     assert watcher.open_brackets() == []
 
 
-async def test_a_failed_cancel_is_alerted(venue, make_accounts, seed_signal, pushed):
+async def test_a_failed_cancel_is_alerted(venue, make_accounts, seed_signal):
     events = Events()
     watcher, (acct,), (r,) = await bracket(make_accounts, seed_signal, notifier=events)
     acct.exchange.fail_next("cancel_order", ccxt.ExchangeNotAvailable("down"))
-    venue.process_candle(BTC, T0 + HOUR, 49_900, 49_950, 49_400, 49_450)
-    await deliver(watcher, pushed)
+    venue.apply_candle(BTC, T0 + HOUR, 49_900, 49_950, 49_400, 49_450)
+    await deliver(venue, watcher)
     assert [t for t, _ in events.events] == ["⚠️ Sibling order not cancelled - Account 1"]
     assert r.take_profit_order_id in events.events[0][1]
 
@@ -110,19 +101,19 @@ async def test_updates_of_unknown_orders_are_ignored(venue, make_accounts, seed_
     assert len(watcher.open_brackets()) == 1
 
 
-async def test_liquidation_cancels_both_legs_and_forgets_the_bracket(venue, make_accounts, seed_signal, pushed):
+async def test_liquidation_cancels_both_legs_and_forgets_the_bracket(venue, make_accounts, seed_signal):
     watcher, (acct,), (r,) = await bracket(make_accounts, seed_signal)
-    venue.process_candle(BTC, T0 + HOUR, 47_000, 47_100, 46_900, 47_050)  # gap through the stop and liquidation
+    venue.apply_candle(BTC, T0 + HOUR, 47_000, 47_100, 46_900, 47_050)  # gap through the stop and liquidation
     assert acct.exchange.closed[-1].exit_reason == "liquidation"
-    await deliver(watcher, pushed)
+    await deliver(venue, watcher)
     assert watcher.open_brackets() == [] and watcher.cancelled_siblings == 0
 
 
-async def test_poll_finds_a_filled_leg_and_cancels_the_sibling(venue, make_accounts, seed_signal, pushed):
+async def test_poll_finds_a_filled_leg_and_cancels_the_sibling(venue, make_accounts, seed_signal, recorder):
     watcher, (acct,), (r,) = await bracket(make_accounts, seed_signal)
     ex = acct.exchange
-    venue.process_candle(BTC, T0 + HOUR, 49_900, 49_950, 49_400, 49_450)
-    pushed.clear()  # nothing is pushed: live without a websocket
+    venue.apply_candle(BTC, T0 + HOUR, 49_900, 49_950, 49_400, 49_450)
+    await venue.drain_updates(recorder)  # nothing reaches the watcher: live without a websocket
     assert await watcher.poll() == 1
     assert status(ex, r.take_profit_order_id) == "canceled"
     assert watcher.open_brackets() == []

@@ -13,7 +13,7 @@ import ccxt
 import pytest
 
 from engine.ports import Account
-from simulator.exchange import SimulatedVenue
+from simulator.venue import SimulatedVenue
 from tests.live.cassette_support import RecordingExchange, replay
 from tests.standin.scenarios import SCENARIOS, run_scenario
 
@@ -55,7 +55,7 @@ async def simulate(name: str, meta: dict) -> dict[str, RecordingExchange]:
         accounts.append(Account(account, RecordingExchange(ex)))
 
     def move(price: float) -> None:  # one candle from the entry to the watcher's price
-        venue.process_candle(symbol, T0 + 60_000, entry, max(entry, price), min(entry, price), price)
+        venue.apply_candle(symbol, T0 + 60_000, entry, max(entry, price), min(entry, price), price)
 
     async def break_brackets() -> None:  # the simulator side of scenarios.break_brackets (not recorded)
         one, two = venue.accounts[names[0]], venue.accounts[names[1]]

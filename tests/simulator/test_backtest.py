@@ -277,6 +277,16 @@ def test_two_symbols_interleave_in_time():
     assert got == [("e1", "stop_loss", T0 + HOUR), ("s1", "take_profit", T0 + 2 * HOUR)]
 
 
+def test_end_of_data_per_symbol():
+    btc = candles([QUIET, QUIET, QUIET])
+    eth = candles([(2_000, 2_005, 1_995, 2_000), (2_000, 2_001, 1_995, 2_001)], symbol=ETH)
+    signals = [sig(), sig(time=T0, symbol="ETHUSDT", entry=2_000, sl=1_980, tp=2_040, id="e1")]
+    r = runner([btc, eth], signals=signals)
+    got = sorted((t["signal_id"], t["exit_reason"], t["exit_price"], t["exit_time"]) for t in r.run().trades)
+    assert got == [("e1", "end_of_data", 2_001, T0 + 2 * HOUR), ("s1", "end_of_data", 50_000, T0 + 3 * HOUR)]
+    assert open_triggers(r) == [] and r.executor.watcher.open_brackets() == []
+
+
 # --- determinism and outputs -------------------------------------------------------------------------------------------
 
 MIXED = [QUIET, (50_000, 50_100, 49_400, 49_600), (49_600, 49_700, 49_500, 49_650),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ccxt
 import pytest
 
-from simulator.exchange import SimulatedVenue
+from simulator.venue import SimulatedVenue
 
 BTC = "BTC/USDT:USDT"
 ETH = "ETH/USDT:USDT"
@@ -254,16 +254,15 @@ async def test_liquidation_price_of_a_short_and_in_a_higher_bracket(venue):
     assert rich.positions[BTC].liquidation_price == pytest.approx((100_000 - 5_000 - 50) / (2 * 0.995))
 
 
-async def test_liquidation_loses_the_margin_and_cancels_orders(ex, venue):
-    seen = []
-    venue.listeners.append(lambda account, order: seen.append((account, order["status"])))
+async def test_liquidation_loses_the_margin_and_cancels_orders(ex, venue, recorder):
     await long_position(ex)
     await ex.create_order(BTC, "market", "sell", 0.008, None, {"stopLossPrice": 49_500, "reduceOnly": True})
-    (cp,) = venue.process_candle(BTC, T0 + HOUR, 47_000, 47_100, 46_000, 46_500)
+    (cp,) = venue.apply_candle(BTC, T0 + HOUR, 47_000, 47_100, 46_000, 46_500)
     assert cp.exit_reason == "liquidation" and cp.exit_price == pytest.approx(47_690.76, abs=0.01)
     assert cp.pnl == pytest.approx(-20 - 0.2)  # the whole isolated margin, plus the entry fee
     assert ex.wallet == pytest.approx(1_000 - 20.2) and not open_algo(ex)
-    assert seen == [("A", "canceled")]
+    assert await venue.drain_updates(recorder) == 1
+    assert [(account, order["status"]) for account, order in recorder.updates] == [("A", "canceled")]
 
 
 # --- orders: lookups, cancels, triggers ------------------------------------------------------------------------
@@ -304,14 +303,13 @@ async def test_cancel_and_open_orders(ex):
     assert await ex.fetch_open_orders(None, None, None, {"trigger": True}) == []
 
 
-async def test_trigger_fill_is_pushed_to_listeners(ex, venue):
-    seen = []
-    venue.listeners.append(lambda account, order: seen.append((account, order)))
+async def test_trigger_fill_is_queued_for_the_watcher(ex, venue, recorder):
     await long_position(ex)
     stop = await ex.create_order(BTC, "market", "sell", 0.008, None, {"stopLossPrice": 49_500, "reduceOnly": True})
-    (cp,) = venue.process_candle(BTC, T0 + HOUR, 49_900, 49_950, 49_400, 49_450)
+    (cp,) = venue.apply_candle(BTC, T0 + HOUR, 49_900, 49_950, 49_400, 49_450)
     assert (cp.exit_reason, cp.exit_price, cp.exit_time) == ("stop_loss", 49_500, T0 + HOUR)
-    ((account, order),) = seen
+    await venue.drain_updates(recorder)
+    ((account, order),) = recorder.updates
     assert (account, order["id"], order["status"], order["average"]) == ("A", stop["id"], "closed", 49_500)
     assert venue.prices[BTC] == 49_450  # the close becomes the last price
 
