@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -69,13 +69,16 @@ def open_engine(url: str, **kwargs: Any) -> Engine:
         raise DatabaseUrlError(f"DATABASE_URL is not usable: {exc}") from None
 
 
-async def wait_until_reachable(url: str, *, timeout: float = 60.0, interval: float = 2.0) -> None:
+async def wait_until_reachable(url: str, *, timeout: float = 60.0, interval: float = 2.0,
+                               sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                               clock: Callable[[], float] = time.monotonic) -> None:
     """Wait until a database server answers (e.g. PostgreSQL still starting beside the bot), logging each retry;
-    after ``timeout`` seconds raise :class:`DatabaseUrlError` with the last error. SQLite has no server: no wait."""
+    after ``timeout`` seconds raise :class:`DatabaseUrlError` with the last error. SQLite has no server: no wait.
+    ``sleep`` waits between attempts and ``clock`` tells the time (both injectable for tests)."""
     if make_url(normalize_url(url)).get_backend_name() == "sqlite":
         return
     engine = open_engine(url)
-    deadline = time.monotonic() + timeout
+    deadline = clock() + timeout
     try:
         while True:
             try:
@@ -84,10 +87,10 @@ async def wait_until_reachable(url: str, *, timeout: float = 60.0, interval: flo
                 return
             except OperationalError as exc:
                 reason = (str(exc.orig).strip().splitlines() or [type(exc.orig).__name__])[0]
-                if time.monotonic() + interval > deadline:
+                if clock() + interval > deadline:
                     raise DatabaseUrlError(f"DATABASE_URL {display_url(url)} did not answer within {timeout:g} s "
                                            f"(DATABASE_WAIT_SECONDS): {reason}") from None
                 log.warning("⏳ database %s not ready (%s); retrying in %g s", display_url(url), reason, interval)
-                await asyncio.sleep(interval)
+                await sleep(interval)
     finally:
         engine.dispose()

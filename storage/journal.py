@@ -10,6 +10,7 @@ schema component (storage/schema.py): a new table or column is one more :class:`
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import asdict
 from typing import Any
@@ -34,6 +35,7 @@ from engine.results import AccountResult
 from storage.database import DEFAULT_DATABASE_URL, display_url, open_engine, sqlite_file_missing
 from storage.schema import Component, Step, create_table, ensure_schema, widen_to_text
 
+log = logging.getLogger("fanout.storage")
 metadata = MetaData()
 
 processed_signals = Table(
@@ -162,6 +164,7 @@ class Journal:
                 conn.execute(insert(executions).values(**row))
             conn.execute(update(processed_signals).where(processed_signals.c.signal_id == results[0].signal_id)
                          .values(succeeded=succeeded, total=total))
+        log.info("📒 journal: %s signal %s recorded (%d/%d succeeded)", mode, results[0].signal_id, succeeded, total)
 
     def executions(self, mode: str | None = None) -> list[dict]:
         q = select(executions)

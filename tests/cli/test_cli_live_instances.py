@@ -82,23 +82,6 @@ class Bot:
             self.proc.wait(WAIT)
 
 
-def _journal_rows(url: str, signal_id: str) -> int:
-    journal = Journal(url)
-    try:
-        return sum(1 for r in journal.executions("live") if r["signal_id"] == signal_id)
-    finally:
-        journal.close()
-
-
-def _until_recorded(url: str, signal_id: str, bot: Bot) -> None:
-    """Wait until the bot has written the signal's three executions to the journal."""
-    deadline = time.monotonic() + WAIT
-    while _journal_rows(url, signal_id) < len(NAMES):
-        assert bot.proc.poll() is None, "\n".join(bot.lines)
-        assert time.monotonic() < deadline, f"{signal_id} not recorded:\n" + "\n".join(bot.lines)
-        time.sleep(0.05)
-
-
 @pytest.fixture
 def standin():
     venue = StandIn(prices={"BTCUSDT": 50_000.0, "ETHUSDT": 3_000.0})
@@ -123,7 +106,7 @@ def test_two_live_bots_one_trades_the_standby_takes_over_and_nothing_runs_twice(
     second = None
     try:
         first.wait_for("🔴 LIVE TRADING")
-        _until_recorded(database_url, "handover-1", first)
+        first.wait_for("📒 journal: live signal handover-1 recorded (3/3 succeeded)")
 
         second = Bot(run, env)
         line = second.wait_for("⏸️ standby: another live bot holds the database")
@@ -146,7 +129,7 @@ def test_two_live_bots_one_trades_the_standby_takes_over_and_nothing_runs_twice(
         second.wait_for("⏭️ signal handover-1 already processed, not executing again")
         with signals.open("a") as f:
             f.write(S2)
-        _until_recorded(database_url, "handover-2", second)
+        second.wait_for("📒 journal: live signal handover-2 recorded (3/3 succeeded)")
         second.proc.send_signal(signal.SIGTERM)
         assert second.finish() == 0, "\n".join(second.lines)
     finally:

@@ -47,27 +47,39 @@ async def test_wait_returns_at_once_for_sqlite_and_a_running_server(tmp_path, da
 
 async def test_wait_gives_up_naming_the_setting_without_the_password(caplog, postgres_server):
     url = f"postgresql://fanout:hunter2-secret@127.0.0.1:{_free_port()}/fanout"  # nothing listens there
+    now = [1000.0]
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:  # time passes at once
+        waits.append(seconds)
+        now[0] += seconds
+
     with pytest.raises(DatabaseUrlError) as info:
-        await wait_until_reachable(url, timeout=0.3, interval=0.1)
+        await wait_until_reachable(url, timeout=5, interval=2, sleep=sleep, clock=lambda: now[0])
+    assert waits == [2, 2]  # attempts at 0, 2 and 4 s; the next would come after the 5 s
     message = str(info.value)
-    assert "did not answer within 0.3 s (DATABASE_WAIT_SECONDS)" in message and "hunter2" not in message
+    assert "did not answer within 5 s (DATABASE_WAIT_SECONDS)" in message and "hunter2" not in message
     assert any(m.startswith("⏳ database postgresql://fanout:***@127.0.0.1:") and "not ready" in m
                for m in caplog.messages)
     assert "hunter2" not in caplog.text
 
 
 async def test_wait_until_a_starting_server_answers(caplog, postgres_server):
-    """A bot started beside its database (docker compose) waits for it instead of crashing."""
+    """A bot started beside its database (docker compose) waits for it instead of crashing: the first attempt is
+    refused and logged; during the wait the server comes up; the next attempt connects."""
     caplog.set_level(logging.WARNING, logger="fanout.storage")
     server = PostgresServer(port=_free_port())
-    waiting = asyncio.create_task(wait_until_reachable(server.url(), timeout=120, interval=0.1))
-    try:
-        while not caplog.messages:  # the first refused attempt has been logged
-            await asyncio.sleep(0.01)
-        assert not waiting.done()
+    waits: list[float] = []
+
+    async def server_starts_meanwhile(seconds: float) -> None:
+        waits.append(seconds)
         await asyncio.to_thread(server.start)
-        await asyncio.wait_for(waiting, 120)
+
+    try:
+        await wait_until_reachable(server.url(), timeout=120, interval=0.5, sleep=server_starts_meanwhile)
     finally:
-        waiting.cancel()
         server.stop()
-    assert "not ready" in caplog.messages[0]
+    assert waits == [0.5]
+    (line,) = caplog.messages
+    assert line.startswith("⏳ database postgresql://fanout@127.0.0.1:") and "not ready" in line
+    assert "retrying in 0.5 s" in line

@@ -85,10 +85,18 @@ async def test_standby_takes_over_when_the_holder_releases(first, database_url):
 
 async def test_the_holder_heartbeats_until_released(database_url):
     lock = await hold(database_url, "live", heartbeat_seconds=0.01)
+    beat = asyncio.Event()
+    real = lock.heartbeat
+
+    def heartbeat() -> None:
+        real()
+        beat.set()
+
+    lock.heartbeat = heartbeat  # the task calls self.heartbeat(): let it say when it has
     try:
         started = lock.holder().heartbeat_at
-        while lock.holder().heartbeat_at == started:  # the heartbeat task records the time
-            await asyncio.sleep(0.01)
+        await asyncio.wait_for(beat.wait(), 30)
+        assert lock.holder().heartbeat_at > started
         assert lock.held and not lock.lost
     finally:
         lock.release()
