@@ -83,11 +83,13 @@ def summarize(result: BacktestResult) -> dict:
 
 
 def write_outputs(result: BacktestResult, out_dir: str | Path, *, plot: bool = True,
-                  candles_meta: dict | None = None) -> dict:
+                  candles_meta: dict | None = None, market_rules: dict | None = None) -> dict:
     """Write every output file into ``out_dir``; return the summary dict.
 
     candles_meta: how to find the candles again (path and timeframe, or the synthetic seed, start and minutes),
     recorded under summary.json ``candles`` for reports and notebooks.
+    market_rules: the snapshot the run used (:meth:`marketdata.rules.MarketRules.describe`), summary.json
+    ``market_rules``.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -104,6 +106,8 @@ def write_outputs(result: BacktestResult, out_dir: str | Path, *, plot: bool = T
     summary = summarize(result)
     if candles_meta:
         summary["candles"].update(candles_meta)
+    if market_rules:
+        summary = {"candles": summary.pop("candles"), "market_rules": market_rules, **summary}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     if plot:
         equity_figure(equity, synthetic=result.synthetic).savefig(out / "equity.png", dpi=100)

@@ -21,6 +21,7 @@ from fanout.signals_file import SignalFileError, read_signals
 from marketdata import paths
 from marketdata.cache import cache_path
 from marketdata.candles import CandleError, Candles, load_candles
+from marketdata.rules import MarketRules
 from marketdata.synthetic import demo_signals, generate_candles
 from simulator.backtest import BacktestRunner
 
@@ -77,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
         config = config_from_args(args)
         candles, origin, meta = _candles(args)
         fine = load_candles(args.fine_candles, symbol=candles.symbol) if args.fine_candles else None
+        rules = MarketRules.load()
+        rules.check_symbols([candles.symbol])
         if args.signals:
             signals = read_signals(args.signals)
             sig_origin = f"signals from {args.signals}"
@@ -92,17 +95,21 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, SignalFileError, CandleError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    print(f"📏 market rules: snapshot {rules.name} ({rules.path})", file=sys.stderr)
+    note = rules.fallback_note([candles.symbol])
+    if note:
+        print(f"⚠️  {note}", file=sys.stderr)
     print(f"📈 {origin}: {len(candles):,} candles {candles.timeframe} {candles.symbol}", file=sys.stderr)
     print(f"📨 {sig_origin}: {len(signals)} signals; {len(balances)} accounts", file=sys.stderr)
     logging.getLogger("fanout.executor").setLevel(logging.WARNING)
     logging.getLogger("fanout.watcher").setLevel(logging.WARNING)
     runner = BacktestRunner(
-        [candles], signals, balances, config, fine=[fine] if fine is not None else None,
+        [candles], signals, balances, config, fine=[fine] if fine is not None else None, rules=rules,
         taker_fee=args.taker_fee, maker_fee=args.maker_fee, slippage_bps=args.slippage_bps,
         progress=not args.no_progress and sys.stderr.isatty(),
     )
     result = runner.run()
-    summary = write_outputs(result, args.out, plot=not args.no_plot, candles_meta=meta)
+    summary = write_outputs(result, args.out, plot=not args.no_plot, candles_meta=meta, market_rules=rules.describe())
     if args.json:
         print(json.dumps(summary, indent=2))
     else:

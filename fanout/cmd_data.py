@@ -8,6 +8,7 @@ import os
 import sys
 from typing import Any
 
+from fanout import cmd_data_markets
 from marketdata import paths
 from marketdata.cache import MarketDataError, summarize_cache
 from marketdata.download import DownloadReport, download
@@ -39,6 +40,8 @@ def register(subparsers: Any) -> None:
                     help="retries of a request after a transient network error (default %(default)s)")
     dl.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     dl.set_defaults(func=handle_download)
+
+    cmd_data_markets.register(sub)
 
     ls = sub.add_parser("list", help="show the cached candle files")
     ls.add_argument("--cache-dir", default=str(paths.cache_dir()), metavar="DIR", help="cache folder (default %(default)s)")

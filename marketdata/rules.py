@@ -1,118 +1,116 @@
-"""Market-data room: Binance USDⓈ-M market rules: build the data/market_rules.json snapshot and load it as ccxt markets and tiers.
+"""Market-data room: the market-rules snapshot (data/market_rules.json) read as ccxt markets and leverage tiers.
 
-Build (from the reference material, not from memory)::
-
-    python -m marketdata.rules ../shared/reference/binance-usdm data/market_rules.json
-
-The snapshot holds, per symbol, the raw exchangeInfo symbol entry (as Binance sends it, numbers as strings the way
-ccxt's fixture stored them) and the GET /fapi/v1/leverageBracket entry. Corrections to the fixture are listed in
-the snapshot's ``_source``: BTCUSDT MIN_NOTIONAL 100 and ETHUSDT 20 (real -4164 rejections), brackets for symbols
-without a real table derived from ccxt's [notionalFloor, maintMarginRatio] pairs (cum by Binance's formula,
-initialLeverage = the largest of Binance's ladder (125, 100, 75, 50, 25, 20, 10, …) not above
-1 / (2 × maintMarginRatio), which reproduces every BTCUSDT bracket).
+The snapshot (built by marketdata/rules_build.py, refreshed by ``fanout data markets``) holds every Binance
+USDⓈ-M perpetual of one exchangeInfo with its leverage brackets, and says which day it is from. A symbol whose
+brackets are the fallback table is listed by :meth:`MarketRules.fallback_note`; a symbol the snapshot lacks is
+refused with its name and the snapshot's date (:meth:`MarketRules.check_symbols`, :meth:`MarketRules.market`).
+Backtests and paper trading use it; live trading always loads the venue's current rules.
 """
 
 from __future__ import annotations
 
-import copy
 import json
-import sys
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
 
 import ccxt
 
 from marketdata import paths
 
-MIN_NOTIONAL_OBSERVED = {"BTCUSDT": "100", "ETHUSDT": "20"}
 
-
-_LEVERAGE_STEPS = (125, 100, 75, 50, 25, 20, 10, 5, 4, 3, 2, 1)
-
-
-def _standard_leverage(ceiling: float) -> int:
-    """Binance's bracket leverages are from a fixed ladder; take the largest not above the ceiling."""
-    return next((lev for lev in _LEVERAGE_STEPS if lev <= ceiling + 1e-9), 1)
-
-
-def _derive_brackets(pairs: list[list[str]]) -> list[dict]:
-    brackets, cum, prev_mmr = [], 0.0, 0.0
-    for i, (floor, mmr) in enumerate(pairs):
-        floor_f, mmr_f = float(floor), float(mmr)
-        cum += floor_f * (mmr_f - prev_mmr)
-        cap = float(pairs[i + 1][0]) if i + 1 < len(pairs) else floor_f * 2 or 1e9
-        brackets.append({
-            "bracket": i + 1, "initialLeverage": _standard_leverage(1 / (2 * mmr_f)), "notionalCap": cap,
-            "notionalFloor": floor_f, "maintMarginRatio": mmr_f, "cum": round(cum, 8),
-        })
-        prev_mmr = mmr_f
-    return brackets
-
-
-def build_snapshot(reference: Path) -> dict:
-    """Assemble the snapshot from ../shared/reference/binance-usdm."""
-    markets = json.loads((reference / "markets.ccxt-fixtures.json").read_text())["markets"]
-    responses = json.loads((reference / "responses.ccxt-fixtures.json").read_text())
-    rules = json.loads((reference / "market-rules.json").read_text())
-    pairs = responses["options"]["leverageBrackets"]
-    symbols: dict[str, Any] = {}
-    for unified, market in markets.items():
-        if "info" not in market:
-            continue  # the expired BTC 231229 future stub has no raw entry
-        info = copy.deepcopy(market["info"])
-        if info.get("contractType") != "PERPETUAL" or not unified.endswith("/USDT:USDT"):
-            continue
-        sid = info["symbol"]
-        for f in info["filters"]:
-            if f["filterType"] == "MIN_NOTIONAL" and sid in MIN_NOTIONAL_OBSERVED:
-                f["notional"] = MIN_NOTIONAL_OBSERVED[sid]
-        if sid == "BTCUSDT":
-            raw = rules["BTCUSDT"]["leverage_brackets"]["fapi_v1_leverageBracket_2024_10"]["brackets"]
-            brackets = [{k: float(v) if k in ("notionalCap", "notionalFloor", "maintMarginRatio", "cum") else int(v)
-                         for k, v in b.items()} for b in raw]
-            origin = "real (freqtrade capture of GET /fapi/v1/leverageBracket, 2024-10)"
-        elif unified in pairs:
-            brackets = _derive_brackets(pairs[unified])
-            origin = "derived from ccxt fixture [notionalFloor, maintMarginRatio] pairs"
-        else:
-            # no table at all: Binance's common small-cap schedule shape, from the LTC/ADA pairs
-            brackets = _derive_brackets(pairs["LTC/USDT:USDT"])
-            origin = "no table in the reference; LTCUSDT's derived table used"
-        symbols[sid] = {
-            "exchangeInfo": info,
-            "leverageBracket": {"symbol": sid, "brackets": brackets},
-            "bracket_origin": origin,
-        }
-    return {
-        "_source": {
-            "built_by": "python -m marketdata.rules <reference dir> data/market_rules.json",
-            "reference": "shared/reference/binance-usdm (ccxt fixtures, Binance docs, public captures)",
-            "corrections": {
-                "MIN_NOTIONAL": "BTCUSDT 100, ETHUSDT 20: real -4164 rejections (errors.json); fixture said 5",
-                "brackets": "BTCUSDT real 2024-10 table; others derived (see bracket_origin per symbol)",
-            },
-        },
-        "symbols": symbols,
-    }
+class UnknownSymbolError(ValueError):
+    """Symbols the snapshot has no rules for; the message names them, the snapshot and how to refresh it."""
 
 
 @dataclass
 class MarketRules:
-    """ccxt-shaped markets and leverage tiers parsed from the snapshot, plus a ccxt helper for precision."""
+    """ccxt-shaped markets and leverage tiers parsed from the snapshot, plus a ccxt helper for precision.
 
-    snapshot: dict
+    snapshot: the parsed JSON; path: where it was read from (None when built in memory).
+    """
+
+    snapshot: dict = field(repr=False)
+    path: Path | None = None
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> MarketRules:
         """Read the snapshot at ``path``, by default :func:`marketdata.paths.market_rules_file` (FANOUT_DATA_DIR)."""
         p = Path(path) if path else paths.market_rules_file()
         try:
-            return cls(json.loads(p.read_text()))
+            return cls(json.loads(p.read_text()), p)
         except FileNotFoundError:
             raise FileNotFoundError(f"market rules snapshot not found: {p}") from None
 
+    # ---------------------------------------------------------------- what the snapshot is
+    @property
+    def meta(self) -> dict:
+        """The snapshot's header (format, date, exchangeInfo and brackets sources); empty for format 1."""
+        return self.snapshot.get("snapshot") or {}
+
+    @property
+    def date(self) -> str | None:
+        """The day of the exchangeInfo the rules come from (``2024-10-20``); None for an undated snapshot."""
+        return self.meta.get("date")
+
+    @property
+    def brackets_date(self) -> str | None:
+        return (self.meta.get("brackets") or {}).get("date")
+
+    @property
+    def name(self) -> str:
+        """``binance-usdm 2024-10-20 (brackets 2023-08-01)``: how runs name the snapshot they used."""
+        if not self.date:
+            return "binance-usdm, undated snapshot"
+        brackets = f" (brackets {self.brackets_date})" if self.brackets_date and self.brackets_date != self.date else ""
+        return f"{self.meta.get('venue', 'binance-usdm')} {self.date}{brackets}"
+
+    def describe(self) -> dict:
+        """What summary.json records about the snapshot a run used."""
+        return {
+            "name": self.name, "date": self.date, "brackets_date": self.brackets_date,
+            "path": str(self.path) if self.path else None, "symbols": len(self.ids),
+        }
+
+    @cached_property
+    def ids(self) -> frozenset[str]:
+        """Binance market ids in the snapshot (``BTCUSDT``)."""
+        return frozenset(self.snapshot.get("symbols", {}))
+
+    @cached_property
+    def fallback_ids(self) -> frozenset[str]:
+        """Market ids whose leverage brackets are the fallback table (no real table was available)."""
+        return frozenset(sid for sid, e in self.snapshot.get("symbols", {}).items() if e.get("brackets_fallback"))
+
+    # ---------------------------------------------------------------- symbols
+    @staticmethod
+    def market_id(symbol: str) -> str:
+        """``BTC/USDT:USDT`` or ``BTCUSDT`` → ``BTCUSDT``."""
+        return symbol.split(":")[0].replace("/", "")
+
+    def check_symbols(self, symbols: Iterable[str]) -> None:
+        """UnknownSymbolError naming every symbol the snapshot lacks (and the snapshot's date and path)."""
+        missing = sorted({s for s in symbols if self.market_id(s) not in self.ids})
+        if missing:
+            shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+            raise UnknownSymbolError(
+                f"{shown} {'is' if len(missing) == 1 else 'are'} not in the market-rules snapshot {self.name} ({self.path or 'in memory'}, "
+                f"{len(self.ids)} perpetuals); a symbol listed after that day needs a newer snapshot: "
+                f"`fanout data markets` refreshes it")
+        return None
+
+    def fallback_note(self, symbols: Iterable[str]) -> str | None:
+        """A line naming the given symbols whose brackets are the fallback table, None when there are none."""
+        ids = sorted({self.market_id(s) for s in symbols} & self.fallback_ids)
+        if not ids:
+            return None
+        fb = (self.meta.get("brackets") or {}).get("fallback") or {}
+        return (f"no leverage brackets for {', '.join(ids)} in snapshot {self.name}: using the fallback table "
+                f"({fb.get('table_of', '?')}'s, the most common one); leverage limits and liquidation prices are "
+                f"approximate for {'them' if len(ids) > 1 else 'it'}")
+
+    # ---------------------------------------------------------------- ccxt views
     @cached_property
     def helper(self) -> ccxt.binanceusdm:
         """A network-less ccxt binanceusdm used only to parse markets and format amounts/prices exactly as live."""
@@ -125,33 +123,32 @@ class MarketRules:
     def markets(self) -> dict[str, dict]:
         return self.helper.markets
 
+    def market(self, symbol: str) -> dict:
+        """ccxt's market of ``symbol``; ccxt.BadSymbol naming the symbol and the snapshot when it is not there."""
+        try:
+            return self.helper.market(symbol)
+        except ccxt.BadSymbol:
+            try:
+                self.check_symbols([symbol])
+            except UnknownSymbolError as exc:
+                raise ccxt.BadSymbol(f"binanceusdm {exc}") from None
+            raise
+
     @cached_property
     def tiers(self) -> dict[str, list[dict]]:
-        """ccxt leverage tiers (fetch_market_leverage_tiers shape) per unified symbol."""
-        out = {}
-        for sid, entry in self.snapshot["symbols"].items():
-            market = self.helper.markets_by_id[sid][0]
-            out[market["symbol"]] = self.helper.parse_market_leverage_tiers(entry["leverageBracket"], market)
-        return out
+        """ccxt leverage tiers (fetch_market_leverage_tiers shape) per unified symbol (all ~340 in ~20 ms)."""
+        return {symbol: self.helper.parse_market_leverage_tiers(
+                    {"symbol": market["id"], "brackets": self.raw_brackets(symbol)}, market)
+                for symbol, market in self.markets.items()}
 
     def exchange_info(self, market_id: str) -> dict | None:
-        """The raw exchangeInfo entry of ``market_id`` (``BTCUSDT``) as Binance sends it, None when not in the snapshot."""
+        """The exchangeInfo entry of ``market_id`` (``BTCUSDT``) as the snapshot keeps it, None when absent."""
         entry = self.snapshot.get("symbols", {}).get(market_id)
         return entry.get("exchangeInfo") if isinstance(entry, dict) else None
 
     def raw_brackets(self, symbol: str) -> list[dict]:
-        return self.snapshot["symbols"][self.helper.market(symbol)["id"]]["leverageBracket"]["brackets"]
-
-
-def main(argv: list[str]) -> int:
-    if len(argv) != 2:
-        print("usage: python -m marketdata.rules REFERENCE_DIR OUT_JSON", file=sys.stderr)
-        return 2
-    snap = build_snapshot(Path(argv[0]))
-    Path(argv[1]).write_text(json.dumps(snap, indent=1, sort_keys=False) + "\n")
-    print(f"wrote {argv[1]}: {', '.join(snap['symbols'])}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+        """The GET /fapi/v1/leverageBracket table of ``symbol`` (the fallback table when it has none)."""
+        entry = self.snapshot["symbols"][self.market(symbol)["id"]]
+        if entry.get("brackets_fallback"):
+            return self.meta["brackets"]["fallback"]["brackets"]
+        return entry["leverageBracket"]["brackets"]

@@ -99,6 +99,25 @@ def test_own_candles_and_signals(tmp_path, capsys):
     assert summary["accounts"]["Account 1"]["wins"] == 1
 
 
+def test_the_run_names_the_market_rules_snapshot_it_used(tmp_path, capsys):
+    assert backtest(tmp_path / "o", "--no-plot") == 0
+    err = capsys.readouterr().err
+    assert "market rules: snapshot binance-usdm 2024-10-20 (brackets 2023-08-01)" in err
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert list(summary)[:2] == ["candles", "market_rules"]
+    assert summary["market_rules"] == {"name": "binance-usdm 2024-10-20 (brackets 2023-08-01)", "date": "2024-10-20",
+                                       "brackets_date": "2023-08-01", "path": str(paths.market_rules_file()),
+                                       "symbols": 342}
+
+
+def test_a_symbol_on_the_fallback_brackets_is_said_so(tmp_path, capsys):
+    candles = write_hourly_candles(tmp_path / "c.csv", [(50, 51, 49, 50), (50, 51, 49, 50), (50, 51, 49, 50)])
+    signals = write_signals(tmp_path / "s.csv", ["2024-01-01T00:00:00Z,x1,ORDIUSDT,LONG,50,45,55"])
+    assert backtest(tmp_path / "o", "--candles", str(candles), "--symbol", "ORDIUSDT", "--signals", str(signals),
+                    "--no-plot") == 0
+    assert "no leverage brackets for ORDIUSDT in snapshot binance-usdm 2024-10-20" in capsys.readouterr().err
+
+
 def bad_signals(tmp_path):
     return write_signals(tmp_path / "bad.csv", ["2024-01-01T02:05:00Z,a1,BTCUSDT,LONG,42000,41500,42500",
                                                 "2024-01-01T03:05:00Z,a2,BTCUSDT,LONG,42000,42100,42500"])
@@ -112,8 +131,10 @@ def bad_signals(tmp_path):
     (lambda tmp: ["--candles", str(tmp / "nope.csv")], ["nope.csv", "not found"]),
     (lambda tmp: ["--leverage", "0"], ["'leverage'"]),
     (lambda tmp: ["--accounts", str(tmp / "accounts.csv")], ["--accounts", "not found"]),
+    (lambda tmp: ["--symbol", "NOPEUSDT", "--candles", str(write_hourly_candles(tmp / "c.csv", [(1, 2, 1, 1)] * 3))],
+     ["NOPE/USDT:USDT is not in the market-rules snapshot binance-usdm 2024-10-20", "fanout data markets"]),
 ], ids=["balances-not-a-number", "balances-empty", "signals-missing", "signals-bad-row", "candles-missing",
-        "bad-leverage", "accounts-missing"])
+        "bad-leverage", "accounts-missing", "symbol-not-in-snapshot"])
 def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, make_args, expected):
     out = tmp_path / "out"
     assert backtest(out, *make_args(tmp_path)) == 2

@@ -2,8 +2,9 @@
 
 It answers ``GET /fapi/v1/klines`` with Binance's 12-field arrays (shape of the real body in
 ``shared/reference/binance-usdm/responses.ccxt-fixtures.json``, fetchOHLCV) built from the real 1m candles in
-``shared/data`` (aggregated for longer timeframes), and ``GET /fapi/v1/exchangeInfo`` from the exchangeInfo
-entries in ``data/market_rules.json``. Paging follows Binance: with ``startTime`` the oldest ``limit`` candles from
+``shared/data`` (aggregated for longer timeframes), ``GET /fapi/v1/exchangeInfo`` from the exchangeInfo entries of
+the stand-in symbols in ``data/market_rules.json`` (or a given body), and the signed ``GET /fapi/v1/leverageBracket``
+from a given body. Paging follows Binance: with ``startTime`` the oldest ``limit`` candles from
 it, with only ``endTime`` the newest ``limit`` up to it. Re-record: see tests/marketdata/test_download.py.
 """
 
@@ -18,8 +19,9 @@ from pathlib import Path
 
 from aiohttp import web
 
+from tests.standin.bodies import load_rules
+
 SHARED_CSV = Path(__file__).resolve().parents[3] / "shared" / "data" / "BTCUSDT-1m-2023-03-01--2023-03-21.binanceus.csv"
-MARKET_RULES = Path(__file__).resolve().parents[2] / "data" / "market_rules.json"
 _STEPS = {"1m": 1, "3m": 3, "5m": 5, "15m": 15, "30m": 30, "1h": 60, "2h": 120, "4h": 240, "1d": 1440}
 _MINUTE = 60_000
 _compact = partial(json.dumps, separators=(",", ":"))  # as Binance sends it
@@ -63,6 +65,8 @@ class StandIn:
     fail_start: list[int] = field(default_factory=list)
     symbols: tuple[str, ...] = ("BTCUSDT",)
     requests: list[dict] = field(default_factory=list)
+    exchange_info: dict | None = None  # the exchangeInfo body to serve (default: the stand-in symbols' rules)
+    brackets: list | None = None  # the leverageBracket body, served to signed requests only
 
     def klines(self, interval: str) -> list[list]:
         step = _STEPS[interval] * _MINUTE
@@ -95,7 +99,9 @@ class StandIn:
 
     async def _exchange_info(self, request: web.Request) -> web.Response:
         self.requests.append({"path": request.path})
-        rules = json.loads(MARKET_RULES.read_text())["symbols"]
+        if self.exchange_info is not None:
+            return web.json_response(self.exchange_info, dumps=_compact)
+        rules = load_rules()
         return web.json_response({
             "timezone": "UTC", "serverTime": 1678000000000, "futuresType": "U_MARGINED",
             "rateLimits": [
@@ -106,11 +112,22 @@ class StandIn:
             "symbols": [entry["exchangeInfo"] for entry in rules.values()],
         }, dumps=_compact)
 
+    async def _leverage_bracket(self, request: web.Request) -> web.Response:
+        """Signed like Binance's USER_DATA endpoints: an API key header and a signature, else -2014 / -1022."""
+        self.requests.append({"path": request.path, "keyed": "X-MBX-APIKEY" in request.headers})
+        if "X-MBX-APIKEY" not in request.headers:
+            return web.json_response({"code": -2014, "msg": "API-key format invalid."}, status=401, dumps=_compact)
+        if "signature" not in request.query or "timestamp" not in request.query:
+            return web.json_response({"code": -1022, "msg": "Signature for this request is not valid."}, status=400,
+                                     dumps=_compact)
+        return web.json_response(self.brackets or [], dumps=_compact)
+
     async def start(self) -> str:
         """Serve on 127.0.0.1 (a free port); returns the origin to use as ``api_url``."""
         app = web.Application()
         app.router.add_get("/fapi/v1/klines", self._klines)
         app.router.add_get("/fapi/v1/exchangeInfo", self._exchange_info)
+        app.router.add_get("/fapi/v1/leverageBracket", self._leverage_bracket)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
