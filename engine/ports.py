@@ -1,4 +1,5 @@
-"""The engine's two ports: the Exchange (ccxt's unified async API, a subset) and the Notifier.
+"""Engine room: the ports — the Exchange (ccxt's unified async API, a subset) and the Notifier the engine calls,
+and the StateStore and Session a running mode (paper or live) is built from.
 
 The engine talks to an exchange only through these methods, with ccxt's names, arguments and return shapes, so
 a ``ccxt.async_support.binanceusdm`` instance fits unchanged and the simulator mirrors it.
@@ -26,6 +27,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
+
+from engine.results import SignalSummary
+from engine.signal import Signal
 
 
 @runtime_checkable
@@ -112,3 +116,40 @@ class Account:
 
     name: str
     exchange: Exchange = field(repr=False)
+
+
+class StateStore(Protocol):
+    """JSON documents by key that survive a restart (``storage.journal.Journal`` is one; a dict-backed one in tests)."""
+
+    def save_state(self, key: str, value: Any) -> None: ...
+
+    def load_state(self, key: str) -> Any | None: ...
+
+
+@runtime_checkable
+class Session(Protocol):
+    """Where paper and live differ, behind fanout's TradingService (fanout/service.py); everything else is shared.
+
+    | method                      | paper (simulator/paper_session.py)            | live (live/session.py)            |
+    |-----------------------------|-----------------------------------------------|-----------------------------------|
+    | ``start()``                 | deliver order updates saved with the venue    | reconcile every account           |
+    | ``prepare(signal)``         | fetch the last price into the simulated venue | nothing (the exchange has prices) |
+    | ``fallback(signal, summ.)`` | None                                          | the single-account retry          |
+    | ``tick()``                  | closed candles and the last price → fills →   | the watcher polls the exchange    |
+    |                             | order updates to the watcher                  | for filled legs                   |
+    | ``persist()``               | save the venue and the feed (a StateStore)    | nothing of its own                |
+
+    The service itself claims signals, runs the executor, records results and saves the engine's state (brackets,
+    risk ledger, stats) for both. ``prepare`` raising means nothing was sent: the signal may be tried again.
+    ``fallback`` returns the outcome of a retry (its results replace those accounts' results), or None.
+    """
+
+    async def start(self) -> None: ...
+
+    async def prepare(self, signal: Signal) -> None: ...
+
+    async def fallback(self, signal: Signal, summary: SignalSummary) -> SignalSummary | None: ...
+
+    async def tick(self) -> None: ...
+
+    def persist(self) -> None: ...

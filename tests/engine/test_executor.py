@@ -35,6 +35,11 @@ def open_algo(exchange) -> list[dict]:
     return [o for o in exchange.algo_orders.values() if o["status"] == "open"]
 
 
+def leg(order: dict) -> str:
+    """stop_loss / take_profit, read from ccxt's fields as the engine would."""
+    return "stop_loss" if order["stopLossPrice"] is not None else "take_profit"
+
+
 class RecordingNotifier:
     enabled = True
 
@@ -77,7 +82,7 @@ async def test_seed_example(venue, make_accounts, seed_signal):
         pos = ex.positions[BTC]
         assert (pos.long, pos.contracts, pos.leverage) == (True, r.quantity, 20)
         assert ex.margin_mode[BTC] == "isolated" and ex.leverage[BTC] == 20
-        legs = {o["_kind"]: o for o in open_algo(ex)}
+        legs = {leg(o): o for o in open_algo(ex)}
         assert legs["stop_loss"]["triggerPrice"] == 49_500.0 and legs["take_profit"]["triggerPrice"] == 51_000.0
         assert all(o["side"] == "sell" and o["reduceOnly"] and o["amount"] == r.quantity for o in legs.values())
         assert legs["stop_loss"]["info"]["workingType"] == "MARK_PRICE"
@@ -311,7 +316,7 @@ async def test_take_profit_rejected_keeps_the_stop(venue, make_accounts, seed_si
     assert r.ok and not r.closed
     assert r.reason.startswith("take-profit not placed (stop-loss is in place)") and "-2021" in r.reason
     assert r.take_profit_order_id is None and r.stop_loss_order_id is not None
-    assert [o["_kind"] for o in open_algo(ex)] == ["stop_loss"]
+    assert [leg(o) for o in open_algo(ex)] == ["stop_loss"]
     assert BTC in ex.positions
 
 

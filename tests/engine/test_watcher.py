@@ -142,8 +142,8 @@ async def test_reconcile_protects_a_position_without_stop(venue):
     report = await watcher.reconcile(Account("A", ex))
     assert report.protected == ["BTC/USDT:USDT stop 49000"]
     (stop,) = [o for o in ex.algo_orders.values() if o["status"] == "open"]
-    assert (stop["_kind"], stop["side"], stop["triggerPrice"], stop["amount"], stop["reduceOnly"]) == (
-        "stop_loss", "sell", 49_000.0, 0.008, True)
+    assert (stop["info"]["orderType"], stop["side"], stop["triggerPrice"], stop["amount"], stop["reduceOnly"]) == (
+        "STOP_MARKET", "sell", 49_000.0, 0.008, True)
     again = await watcher.reconcile(Account("A", ex))  # now protected: nothing to do
     assert not again.changed
 

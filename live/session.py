@@ -1,0 +1,74 @@
+"""Live room: live trading's session — reconcile at start, poll the watcher, the single-account fallback.
+
+``LiveSession`` is the live side of the engine's ``Session`` port (engine/ports.py; the paper side is
+simulator/paper_session.py), behind fanout's TradingService:
+
+- ``start()``: every account is reconciled before the first signal (``BracketWatcher.reconcile``): a position
+  without a stop gets one (or is closed, ``unprotected='close'``), orphan reduce-only orders are cancelled. A
+  failed reconciliation is alerted and trading continues.
+- ``prepare(signal)``: nothing — the exchange has its own prices.
+- ``tick()``: the watcher polls the exchange for filled stop / target legs and cancels their siblings (no
+  websocket: a fill is found on the next poll).
+- ``fallback(signal, summary)``: priority 3 of account selection — only when the multi-account attempt placed
+  nothing at all (``live.accounts.fallback_needed``), the signal is retried on the single primary key.
+- ``persist()``: nothing of its own; the exchange holds the accounts' state (the service saves the engine's).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from engine import Account, MultiAccountExecutor, Signal, SignalSummary
+from live.accounts import fallback_needed
+
+log = logging.getLogger("fanout.live")
+UNPROTECTED = ("stop", "close")
+
+
+class LiveSession:
+    """Live mode's side of the service.
+
+    executor: the executor trading the live accounts (its watcher reconciles and polls, its notifier alerts).
+    fallback_account: the single primary account for the fallback, or None (no fallback).
+    reconcile: reconcile every account in :meth:`start`. unprotected: what reconciliation does with a position
+    that has no stop: ``"stop"`` (place one) or ``"close"`` (close it at market).
+    """
+
+    def __init__(self, executor: MultiAccountExecutor, *, fallback_account: Account | None = None,
+                 reconcile: bool = True, unprotected: str = "stop") -> None:
+        if unprotected not in UNPROTECTED:
+            raise ValueError(f"unprotected must be one of {UNPROTECTED}, got {unprotected!r}")
+        self.executor = executor
+        self.fallback_account = fallback_account
+        self.reconcile = reconcile
+        self.unprotected = unprotected
+
+    def __repr__(self) -> str:
+        return f"LiveSession({len(self.executor.accounts)} accounts, fallback={self.fallback_account!r})"
+
+    async def start(self) -> None:
+        if not self.reconcile:
+            return
+        for account in self.executor.accounts:
+            try:
+                report = await self.executor.watcher.reconcile(account, unprotected=self.unprotected)
+                log.info("🔧 reconcile %s: %s", account.name, "clean" if not report.changed else "changes made")
+            except Exception as exc:  # noqa: BLE001 — reconciliation failure is alerted, trading continues
+                log.error("❌ reconcile %s failed: %s", account.name, type(exc).__name__)
+                await self.executor.notifier.event(f"❌ Reconcile failed - {account.name}", type(exc).__name__)
+
+    async def prepare(self, signal: Signal) -> None:
+        return None
+
+    async def fallback(self, signal: Signal, summary: SignalSummary) -> SignalSummary | None:
+        primary = self.fallback_account
+        if primary is None or not fallback_needed(summary.results):
+            return None
+        log.warning("⚠️ multi-account execution placed nothing; single-account fallback on %s", primary.name)
+        return await self.executor.execute(signal, accounts=[primary])
+
+    async def tick(self) -> None:
+        await self.executor.watcher.poll()
+
+    def persist(self) -> None:
+        return None
