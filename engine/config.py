@@ -76,4 +76,10 @@ class ExecutionConfig:
         try:
             return cls(**kwargs)
         except ValueError as exc:
+            for var, (name, _conv) in names.items():  # name the variable whose value is out of range
+                if name in kwargs:
+                    try:
+                        cls(**{name: kwargs[name]})
+                    except ValueError as own:
+                        raise ValueError(f"environment variable {var}={str(env[var]).strip()!r}: {own}") from None
             raise ValueError(f"{exc} (from environment variables)") from None

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from analysis import format_table, write_outputs
-from engine.signal import normalize_symbol
+from fanout import argtypes
 from fanout.options import (
     add_balance_options,
     add_fee_options,
@@ -17,7 +17,7 @@ from fanout.options import (
     balances_from_args,
     config_from_args,
 )
-from fanout.signals_file import SignalFileError, read_signals
+from fanout.signals_file import read_signals
 from marketdata import paths
 from marketdata.cache import cache_path
 from marketdata.candles import CandleError, Candles, load_candles
@@ -38,13 +38,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "arguments, runs the bundled demo offline.")
     p.add_argument("--candles", metavar="PATH", help="candles CSV/Parquet (default: data/cache, else synthetic)")
     p.add_argument("--fine-candles", metavar="PATH", help="finer candles (e.g. 1m under 1h) to order intra-candle hits")
-    p.add_argument("--symbol", default=DEMO_SYMBOL, help=f"symbol of the candles / cache (default {DEMO_SYMBOL})")
-    p.add_argument("--timeframe", default="1m", help="timeframe of the cached candles to read (default 1m)")
+    p.add_argument("--symbol", type=argtypes.symbol, default=DEMO_SYMBOL,
+                   help=f"symbol of the candles / cache (default {DEMO_SYMBOL})")
+    p.add_argument("--timeframe", type=argtypes.timeframe, default="1m",
+                   help="timeframe of the cached candles to read (default 1m)")
     p.add_argument("--signals", metavar="PATH", help="signals CSV or JSON lines (default: bundled demo signals)")
     add_balance_options(p)
     add_sizing_options(p)
     add_fee_options(p)
-    p.add_argument("--slippage-bps", type=float, default=0.0, help="market-fill slippage in basis points")
+    p.add_argument("--slippage-bps", type=argtypes.SLIPPAGE_BPS, default=0.0,
+                   help="market-fill slippage in basis points (0..1000)")
     p.add_argument("--out", metavar="DIR", default="out/backtest", help="output folder (default out/backtest)")
     p.add_argument("--json", action="store_true", help="print summary.json instead of the table")
     p.add_argument("--no-plot", action="store_true", help="skip equity.png")
@@ -54,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _candles(args: argparse.Namespace) -> tuple[Candles, str, dict]:
     """The candles to replay, a description, and how to find them again (for summary.json)."""
-    symbol = normalize_symbol(args.symbol)
+    symbol = args.symbol
     if args.candles:
         candles = load_candles(args.candles, symbol=symbol)
         return candles, f"candles from {args.candles}", {
@@ -73,28 +76,27 @@ def _candles(args: argparse.Namespace) -> tuple[Candles, str, dict]:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        balances = balances_from_args(args)
-        config = config_from_args(args)
-        candles, origin, meta = _candles(args)
-        fine = load_candles(args.fine_candles, symbol=candles.symbol) if args.fine_candles else None
-        rules = MarketRules.load()
-        rules.check_symbols([candles.symbol])
-        if args.signals:
-            signals = read_signals(args.signals)
-            sig_origin = f"signals from {args.signals}"
-        else:
-            signals = read_signals(paths.demo_signals_file())
-            sig_origin = f"bundled demo signals {paths.demo_signals_file()}"
-            t0, t1 = int(candles.time[0]), int(candles.time[-1])
-            if not any(t0 <= s.time <= t1 for s in signals):
-                from engine.signal import parse_signal
+    """Everything is read and checked before the run starts: a refusal (the CLI's error line) writes nothing."""
+    balances = balances_from_args(args)
+    config = config_from_args(args)
+    candles, origin, meta = _candles(args)
+    fine = load_candles(args.fine_candles, symbol=candles.symbol) if args.fine_candles else None
+    rules = MarketRules.load()
+    rules.check_symbols([candles.symbol])
+    if args.signals:
+        signals = read_signals(args.signals)
+        sig_origin = f"signals from {args.signals}"
+        if not signals:
+            raise ValueError(f"--signals {args.signals}: no signals in the file")
+    else:
+        signals = read_signals(paths.demo_signals_file())
+        sig_origin = f"bundled demo signals {paths.demo_signals_file()}"
+        t0, t1 = int(candles.time[0]), int(candles.time[-1])
+        if not any(t0 <= s.time <= t1 for s in signals):
+            from engine.signal import parse_signal
 
-                signals = [parse_signal(d) for d in demo_signals(candles)]
-                sig_origin = f"demo signals derived from the candles ({len(signals)}; bundled ones are outside them)"
-    except (ValueError, SignalFileError, CandleError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+            signals = [parse_signal(d) for d in demo_signals(candles)]
+            sig_origin = f"demo signals derived from the candles ({len(signals)}; bundled ones are outside them)"
     print(f"📏 market rules: snapshot {rules.name} ({rules.path})", file=sys.stderr)
     note = rules.fallback_note([candles.symbol])
     if note:

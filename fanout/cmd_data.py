@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 from fanout import cmd_data_markets
+from fanout.argtypes import whole
 from marketdata import paths
 from marketdata.cache import MarketDataError, summarize_cache
 from marketdata.download import DownloadReport, download
@@ -36,7 +37,7 @@ def register(subparsers: Any) -> None:
     dl.add_argument("--since", required=True, metavar="DATE", help="first candle: ISO date or date-time (UTC), or epoch ms")
     dl.add_argument("--until", metavar="DATE", help="end, exclusive: ISO date or date-time (UTC), or epoch ms (default now)")
     dl.add_argument("--cache-dir", default=str(paths.cache_dir()), metavar="DIR", help="cache folder (default %(default)s)")
-    dl.add_argument("--retries", type=int, default=2, metavar="N",
+    dl.add_argument("--retries", type=whole(low=0, high=20), default=2, metavar="N",
                     help="retries of a request after a transient network error (default %(default)s)")
     dl.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     dl.set_defaults(func=handle_download)
@@ -92,7 +93,7 @@ def handle_download(args: argparse.Namespace) -> int:
     try:
         report = asyncio.run(download(
             args.symbol, args.timeframe, since, until, root=args.cache_dir,
-            api_url=os.environ.get("BINANCE_API_URL") or None, progress=progress, retries=max(args.retries, 0),
+            api_url=os.environ.get("BINANCE_API_URL") or None, progress=progress, retries=args.retries,
         ))
     except (MarketDataError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

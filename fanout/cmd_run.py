@@ -9,15 +9,12 @@ import signal as os_signal
 import sys
 
 from engine import ExecutionConfig
-from fanout.balances import DEFAULT_BALANCES
+from fanout.env_values import env_seconds
+from fanout.errors import explain
 from fanout.modes import build_live, build_paper, resolve_mode
 from fanout.options import add_balance_options, balances_from_args
-from fanout.signal_sources import (
-    DEFAULT_WEBHOOK_HOST,
-    DEFAULT_WEBHOOK_PORT,
-    FileSignalSource,
-    WebhookSignalSource,
-)
+from fanout.signal_sources import FileSignalSource, WebhookSignalSource, webhook_settings
+from fanout.tasks import BackgroundTasks
 from live.env import DEFAULT_ENV_FILE
 from storage.database import database_url, wait_until_reachable
 from storage.instance_lock import InstanceLocked
@@ -44,28 +41,26 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        return asyncio.run(_run(args))
-    except KeyboardInterrupt:
-        return 130
+    return asyncio.run(_run(args))
 
 
 async def _run(args: argparse.Namespace) -> int:
     from live.discord import build_notifier
     from live.env import load_env
 
+    # every setting is checked before anything connects: a refusal costs nothing
+    env = load_env(args.env_file)
+    mode = resolve_mode(args.mode, env)
+    config = ExecutionConfig.from_env(env)
+    balances = balances_from_args(args) if (args.balances or args.accounts) else None
+    signals_file = args.signals or env.get("SIGNALS_FILE")
+    webhook_kwargs = webhook_settings(env) if (args.webhook or env.get("WEBHOOK_TOKEN")) else None
+    if not signals_file and webhook_kwargs is None:
+        raise ValueError("no signal source: give --signals FILE / SIGNALS_FILE, or set WEBHOOK_TOKEN for the webhook")
+    database_wait = env_seconds(env, "DATABASE_WAIT_SECONDS", 60, allow_zero=True)
+    notifier = build_notifier(env)
     try:
-        env = load_env(args.env_file)
-        mode = resolve_mode(args.mode, env)
-        config = ExecutionConfig.from_env(env)
-        notifier = build_notifier(env)
-        balances = balances_from_args(args, default=env.get("PAPER_BALANCES") or DEFAULT_BALANCES) \
-            if (args.balances or args.accounts) else None
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    try:
-        await wait_until_reachable(database_url(env), timeout=float(env.get("DATABASE_WAIT_SECONDS") or 60))
+        await wait_until_reachable(database_url(env), timeout=database_wait)
         if mode == "live":
             standby = not args.once if args.standby is None else args.standby
             runtime = await build_live(env, config, notifier, reconcile=args.reconcile != "off",
@@ -76,12 +71,13 @@ async def _run(args: argparse.Namespace) -> int:
             print(f"📄 PAPER trading: {len(runtime.accounts)} virtual accounts at live prices "
                   f"({', '.join(runtime.accounts[i].name for i in range(min(5, len(runtime.accounts))))}"
                   f"{', …' if len(runtime.accounts) > 5 else ''})", flush=True)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     except InstanceLocked as exc:
+        await _close_notifier(notifier)
         print(f"error: {exc}", file=sys.stderr)
         return 3
+    except BaseException:
+        await _close_notifier(notifier)
+        raise
     service = runtime.service
     stop = asyncio.Event()
     if runtime.lock is not None:  # a lost hold on the database stops this bot
@@ -92,44 +88,34 @@ async def _run(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):
             pass
-    signals_file = args.signals or env.get("SIGNALS_FILE")
     webhook = None
+    # a loop that dies (it should not: each catches its own errors) stops the bot instead of leaving it deaf
+    tasks = BackgroundTasks(on_failure=lambda _what, _exc: stop.set())
     try:
-        tasks = []
         if signals_file:
             source = FileSignalSource(signals_file, service.handle)
             if args.once:
                 try:
                     await source.scan()
                 except Exception as exc:  # noqa: BLE001 — reported, the signal stays unprocessed for next time
-                    print(f"error: {signals_file}: {type(exc).__name__}: {exc}", file=sys.stderr)
+                    print(f"error: {signals_file}: {explain(exc)}", file=sys.stderr)
                     return 1
             else:
-                tasks.append(asyncio.create_task(source.run(stop)))
+                tasks.spawn(source.run(stop), f"signals file {signals_file}")
             log.info("👀 watching %s for signals", signals_file)
-        if args.webhook or env.get("WEBHOOK_TOKEN"):
-            webhook = WebhookSignalSource(
-                service.handle, env.get("WEBHOOK_TOKEN", ""), host=env.get("WEBHOOK_HOST") or DEFAULT_WEBHOOK_HOST,
-                port=int(env.get("WEBHOOK_PORT") or DEFAULT_WEBHOOK_PORT), is_processed=runtime.journal.is_processed)
+        if webhook_kwargs is not None:
+            webhook = WebhookSignalSource(service.handle, **webhook_kwargs, is_processed=runtime.journal.is_processed)
             await webhook.start()
-        if not signals_file and webhook is None:
-            print("error: no signal source: give --signals FILE / SIGNALS_FILE, or set WEBHOOK_TOKEN for the webhook",
-                  file=sys.stderr)
-            return 2
         if args.once:
             await service.tick_once()
         else:
-            tasks.append(asyncio.create_task(service.run_ticks(stop)))
+            tasks.spawn(service.run_ticks(stop), "price and order polling")
             await stop.wait()
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
     finally:
+        await tasks.close()
         if webhook is not None:
             await webhook.stop()
-        closer = getattr(runtime.notifier, "aclose", None)
-        if closer is not None:
-            await closer()
+        await _close_notifier(runtime.notifier)
         await runtime.close()
     s = runtime.executor.stats
     print(f"📊 {mode}: {s.signals} signals, {s.trades} account trades, {s.successes} succeeded, "
@@ -137,4 +123,10 @@ async def _run(args: argparse.Namespace) -> int:
     if runtime.lock is not None and runtime.lock.lost:
         print("error: this bot lost its hold on the database and stopped trading (see the log)", file=sys.stderr)
         return 3
-    return 0
+    return 1 if tasks.failures else 0
+
+
+async def _close_notifier(notifier: object) -> None:
+    closer = getattr(notifier, "aclose", None)
+    if closer is not None:
+        await closer()

@@ -15,6 +15,7 @@ import sys
 from engine import Account, MultiAccountExecutor
 from engine.results import SignalSummary
 from engine.signal import Signal, SignalError, parse_signal
+from fanout import argtypes
 from fanout.options import (
     add_balance_options,
     add_fee_options,
@@ -33,11 +34,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "(--balances) filling at the entry price.")
     p.add_argument("symbol", help="BTCUSDT, BTC/USDT or BTC/USDT:USDT")
     p.add_argument("side", help="long/short (or buy/sell)")
-    p.add_argument("--entry", required=True, type=float)
-    p.add_argument("--sl", "--stop-loss", dest="sl", required=True, type=float)
-    p.add_argument("--tp", "--take-profit", dest="tp", required=True, type=float)
+    p.add_argument("--entry", required=True, type=argtypes.PRICE, help="entry price")
+    p.add_argument("--sl", "--stop-loss", dest="sl", required=True, type=argtypes.PRICE,
+                   help="stop-loss price (below entry for a long, above for a short)")
+    p.add_argument("--tp", "--take-profit", dest="tp", required=True, type=argtypes.PRICE,
+                   help="take-profit price (above entry for a long, below for a short)")
     p.add_argument("--id", help="signal id (default: derived from content and time)")
-    p.add_argument("--signal-leverage", type=int, dest="signal_leverage", help="leverage override for this signal")
+    p.add_argument("--signal-leverage", type=argtypes.LEVERAGE, dest="signal_leverage",
+                   help="leverage override for this signal (1..125)")
     add_balance_options(p)
     add_sizing_options(p)
     add_fee_options(p, maker=False)
@@ -49,11 +53,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+# the signal's field → the argument that set it, so a refusal names what the user typed
+_ARGUMENT_OF = {"symbol": "SYMBOL", "side": "SIDE", "entry": "--entry", "stop_loss": "--sl", "take_profit": "--tp",
+                "id": "--id", "leverage": "--signal-leverage"}
+
+
 def signal_from_args(args: argparse.Namespace, time_ms: int | None = None) -> Signal:
-    return parse_signal({
-        "symbol": args.symbol, "side": args.side, "entry": args.entry, "stop_loss": args.sl,
-        "take_profit": args.tp, "id": args.id, "leverage": args.signal_leverage, "time": time_ms,
-    })
+    try:
+        return parse_signal({
+            "symbol": args.symbol, "side": args.side, "entry": args.entry, "stop_loss": args.sl,
+            "take_profit": args.tp, "id": args.id, "leverage": args.signal_leverage, "time": time_ms,
+        })
+    except SignalError as exc:
+        argument = _ARGUMENT_OF.get(exc.field)
+        raise SignalError(exc.field, str(exc).removeprefix(f"signal field '{exc.field}': ")
+                          + (f" ({argument})" if argument else "")) from None
 
 
 def format_summary(signal: Signal, summary: SignalSummary) -> str:
@@ -82,6 +96,10 @@ def format_summary(signal: Signal, summary: SignalSummary) -> str:
 async def execute_offline(signal: Signal, balances: dict[str, float], config, taker_fee: float,
                           notifier=None) -> SignalSummary:
     venue = SimulatedVenue.from_snapshot(taker_fee=taker_fee)
+    if signal.symbol not in venue.rules.markets:
+        known = ", ".join(sorted(s.split("/")[0] for s in venue.rules.markets))
+        raise ValueError(f"SYMBOL {signal.display_symbol}: not in the market-rules snapshot the simulated "
+                         f"accounts use (USDT perpetuals of {known})")
     venue.set_price(signal.symbol, signal.entry)
     accounts = [Account(name, venue.add_account(name, bal)) for name, bal in balances.items()]
     return await MultiAccountExecutor(accounts, config, notifier=notifier).execute(signal)
@@ -94,11 +112,11 @@ async def _execute(args: argparse.Namespace) -> tuple[Signal, SignalSummary | No
     env = load_env(args.env_file)
     mode = (args.mode or env.get("TRADING_MODE") or "offline").strip().lower()
     if mode not in ("offline", "paper", "live"):
-        raise ValueError(f"TRADING_MODE must be paper or live, got {mode!r}")
+        raise ValueError(f"TRADING_MODE must be paper or live (unset: offline), got {mode!r}")
+    signal = signal_from_args(args)  # refused before anything connects (the real one gets its time below)
     notifier = build_notifier(env)
     try:
         if mode == "offline":
-            signal = signal_from_args(args)
             config = config_from_args(args)
             return signal, await execute_offline(signal, balances_from_args(args), config, args.taker_fee,
                                                  notifier), mode
@@ -129,9 +147,6 @@ def run(args: argparse.Namespace) -> int:
         # with --json, stdout carries only the JSON document: the live banner and the like go to stderr
         with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
             signal, summary, mode = asyncio.run(_execute(args))
-    except (SignalError, ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     except InstanceLocked as exc:  # a live bot runs on this database: it trades, not a second process
         print(f"error: {exc}", file=sys.stderr)
         return 3

@@ -18,6 +18,7 @@ from typing import Any
 
 from engine import Account, ExecutionConfig, MultiAccountExecutor, Notifier
 from fanout.balances import DEFAULT_BALANCES, parse_balances
+from fanout.env_values import env_flag, env_seconds
 from fanout.service import TradingService, saved_ledger
 from simulator.fills import TAKER_FEE
 from storage.database import database_url
@@ -26,10 +27,6 @@ from storage.journal import Journal
 
 log = logging.getLogger("fanout.modes")
 MODES = ("paper", "live")
-
-
-def _truthy(value: Any) -> bool:
-    return str(value or "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def resolve_mode(cli_mode: str | None, env: Mapping[str, str]) -> str:
@@ -70,6 +67,7 @@ async def build_paper(env: Mapping[str, str], config: ExecutionConfig, notifier:
     from marketdata.rules import MarketRules
     from simulator.paper_session import PaperSession, resume_venue
 
+    tick_interval = env_seconds(env, "PAPER_POLL_SECONDS", 5)
     journal = Journal(database_url(env))
     wanted = balances or parse_balances(env.get("PAPER_BALANCES") or DEFAULT_BALANCES, variable="PAPER_BALANCES")
     rules = MarketRules.load()
@@ -85,7 +83,7 @@ async def build_paper(env: Mapping[str, str], config: ExecutionConfig, notifier:
     executor = MultiAccountExecutor(accounts, config, notifier=notifier, ledger=saved_ledger(journal, "paper"))
     session = PaperSession(venue, price_source, executor.watcher, journal)
     service = TradingService(mode="paper", executor=executor, journal=journal, session=session,
-                             tick_interval=float(env.get("PAPER_POLL_SECONDS") or 5))
+                             tick_interval=tick_interval)
     await service.start()
     return Runtime("paper", accounts, executor, service, journal, notifier, closers)
 
@@ -118,15 +116,17 @@ async def build_live(env: Mapping[str, str], config: ExecutionConfig, notifier: 
     from live.exchange import close_all, create_live_exchanges
     from live.session import LiveSession
 
+    demo = env_flag(env, "BINANCE_DEMO")
+    tick_interval = env_seconds(env, "LIVE_POLL_SECONDS", 10)
+    standby_poll = env_seconds(env, "LIVE_STANDBY_POLL_SECONDS", 5)
     with open_account_store(env) or contextlib.nullcontext() as store:  # None: no database file, no accounts there
         selection = resolve_accounts(env, store)
     if not selection.accounts:
         raise ValueError("no accounts configured: set BINANCE_API_KEY / BINANCE_API_SECRET in production.env "
                          "or add database accounts with `fanout accounts add`")
-    demo = _truthy(env.get("BINANCE_DEMO"))
     api_url = env.get("BINANCE_API_URL") or None
     lock = await hold(database_url(env), "live", standby=standby,
-                      poll_seconds=float(env.get("LIVE_STANDBY_POLL_SECONDS") or 5))
+                      poll_seconds=standby_poll)
     try:
         accounts = await create_live_exchanges(selection.accounts, demo=demo, api_url=api_url)
     except BaseException:
@@ -138,6 +138,6 @@ async def build_live(env: Mapping[str, str], config: ExecutionConfig, notifier: 
     primary = next((a for a in accounts if selection.fallback and a.name == selection.fallback.name), None)
     session = LiveSession(executor, fallback_account=primary, reconcile=reconcile, unprotected=unprotected)
     service = TradingService(mode="live", executor=executor, journal=journal, session=session,
-                             tick_interval=float(env.get("LIVE_POLL_SECONDS") or 10))
+                             tick_interval=tick_interval)
     await service.start()
     return Runtime("live", accounts, executor, service, journal, notifier, [partial(close_all, accounts)], lock=lock)

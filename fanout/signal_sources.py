@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import csv
 import hmac
-import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
+from typing import Any
 
-from engine.errors import describe
 from engine.signal import Signal, SignalError, parse_signal
+from fanout.env_values import env_int
+from fanout.errors import explain
+from fanout.signals_file import REQUIRED, SignalFileError, csv_fields, is_json_lines, line_data, read_text
 
 log = logging.getLogger("fanout.sources")
 Handler = Callable[[Signal, str], Awaitable[object]]
@@ -22,7 +23,8 @@ DEFAULT_WEBHOOK_PORT = 8080
 class FileSignalSource:
     """Tails a CSV or JSON-lines signals file: every complete line is a signal, new lines are picked up as they
     are appended. A line without id and time gets the id ``<file>-L<line>`` so it stays unique and stable.
-    Malformed lines are logged with file, line and field, and never traded."""
+    Malformed lines are logged with file, line and field, and never traded. A failure to hand a signal over
+    (e.g. no price) leaves its line to be read again; the same failure is logged once, not every round."""
 
     def __init__(self, path: str | Path, handler: Handler, *, interval: float = 1.0) -> None:
         self.path = Path(path)
@@ -30,34 +32,37 @@ class FileSignalSource:
         self.interval = interval
         self.lines_seen = 0
         self.header: list[str] | None = None
-        self.jsonl = self.path.suffix.lower() in (".jsonl", ".json", ".ndjson")
+        self.jsonl = is_json_lines(self.path)
         self.rejected = 0
+        self._last_error: str | None = None
 
     async def scan(self) -> int:
         """Process complete lines not seen yet; returns how many were handed over."""
         if not self.path.exists():
             return 0
-        text = self.path.read_text(encoding="utf-8-sig")
-        lines = text.split("\n")
+        lines = read_text(self.path).split("\n")
         complete = lines[:-1]  # the last piece is empty or a line still being written
         handed = 0
         for lineno in range(self.lines_seen + 1, len(complete) + 1):
             line = complete[lineno - 1].strip()
-            self.lines_seen = lineno
             if not line or line.startswith("#"):
+                self.lines_seen = lineno
                 continue
             if not self.jsonl and self.header is None:
-                self.header = [h.strip().lower() for h in next(csv.reader([line]))]
+                self.header = self._header(line, lineno)
+                self.lines_seen = lineno
                 continue
+            self.lines_seen = lineno
             try:
-                data = json.loads(line) if self.jsonl else dict(zip(self.header or [], next(csv.reader([line])), strict=False))
-                if not isinstance(data, dict):
-                    raise SignalError("signal", "expected a JSON object")
-                data = {str(k).strip().lower(): v for k, v in data.items()}
+                data = line_data(line, path=str(self.path), lineno=lineno, header=self.header)
                 if not data.get("id") and not data.get("time"):
                     data["id"] = f"{self.path.stem}-L{lineno}"
                 signal = parse_signal(data)
-            except (SignalError, json.JSONDecodeError, ValueError) as exc:
+            except SignalFileError as exc:
+                self.rejected += 1
+                log.error("❌ rejected signal: %s", exc)
+                continue
+            except SignalError as exc:
                 self.rejected += 1
                 log.error("❌ rejected signal at %s:%d: %s", self.path, lineno, exc)
                 continue
@@ -69,12 +74,26 @@ class FileSignalSource:
             handed += 1
         return handed
 
+    def _header(self, line: str, lineno: int) -> list[str]:
+        header = [h.lower() for h in csv_fields(line, path=str(self.path), lineno=lineno)]
+        missing = [c for c in REQUIRED if c != "time" and c not in header]
+        if missing:
+            raise SignalFileError(f"{self.path}:{lineno}: header misses column(s) {', '.join(missing)}; "
+                                  f"found {', '.join(header) or 'none'}")
+        return header
+
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
                 await self.scan()
+                if self._last_error is not None:
+                    log.info("✅ signals file %s: reading again", self.path)
+                    self._last_error = None
             except Exception as exc:  # noqa: BLE001 — a bad read never kills the service
-                log.error("signals file %s: %s", self.path, exc)
+                words = explain(exc)
+                if words != self._last_error:  # once per distinct failure, not every second
+                    log.error("❌ signals file %s: %s (retrying every %gs)", self.path, words, self.interval)
+                    self._last_error = words
             try:
                 await asyncio.wait_for(stop.wait(), self.interval)
             except TimeoutError:
@@ -93,8 +112,7 @@ class WebhookSignalSource:
 
     def __init__(self, handler: Handler, token: str, *, host: str = DEFAULT_WEBHOOK_HOST, port: int = DEFAULT_WEBHOOK_PORT,
                  is_processed: Callable[[str], bool] | None = None) -> None:
-        if not token or len(token.strip()) < 8:
-            raise ValueError("WEBHOOK_TOKEN must be set (at least 8 characters) to enable the webhook")
+        _check_token(token)
         self.handler = handler
         self._token = token.strip()
         self.host, self.port = host, port
@@ -151,7 +169,7 @@ class WebhookSignalSource:
             log.warning("⚠️ webhook signal %s was accepted but its handling was cancelled", signal_id)
         elif task.exception() is not None:
             log.error("❌ webhook signal %s was accepted but handling it failed: %s", signal_id,
-                      describe(task.exception()))
+                      explain(task.exception()))
 
     @property
     def pending(self) -> int:
@@ -169,7 +187,14 @@ class WebhookSignalSource:
         self.runner = web.AppRunner(self.app())
         await self.runner.setup()
         site = web.TCPSite(self.runner, self.host, self.port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:  # port taken, host not on this machine, a privileged port
+            await self.runner.cleanup()
+            self.runner = None
+            reason = exc.strerror or str(exc)
+            raise ValueError(f"WEBHOOK_HOST / WEBHOOK_PORT: cannot listen on {self.host}:{self.port} "
+                             f"({reason[0].lower() + reason[1:]})") from None
         log.info("🌐 webhook listening on http://%s:%d/signal", self.host, self.port)
 
     async def stop(self) -> None:
@@ -177,3 +202,18 @@ class WebhookSignalSource:
         if self.runner is not None:
             await self.runner.cleanup()
         await self.drain()
+
+
+def _check_token(token: str) -> None:
+    if not token or len(token.strip()) < 8:
+        raise ValueError("WEBHOOK_TOKEN must be set (at least 8 characters) to enable the webhook")
+
+
+def webhook_settings(env: Mapping[str, str]) -> dict[str, Any]:
+    """WEBHOOK_TOKEN, WEBHOOK_HOST (default loopback) and WEBHOOK_PORT (default 8080), checked before anything
+    starts: keyword arguments for :class:`WebhookSignalSource` after the handler."""
+    token = str(env.get("WEBHOOK_TOKEN") or "")
+    _check_token(token)
+    host = str(env.get("WEBHOOK_HOST") or "").strip() or DEFAULT_WEBHOOK_HOST
+    return {"token": token, "host": host,
+            "port": env_int(env, "WEBHOOK_PORT", DEFAULT_WEBHOOK_PORT, low=1, high=65535)}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from typing import Any
 
 from engine.signal import Signal, SignalError, parse_signal
 
@@ -15,48 +16,81 @@ class SignalFileError(ValueError):
     """A signal file could not be read; names the file and line."""
 
 
-def parse_line(line: str, *, path: str = "<input>", lineno: int = 0, fmt: str = "jsonl",
-               header: list[str] | None = None) -> Signal:
-    """Parse one JSON-lines or CSV line (with its header) into a Signal, naming file, line and field on error."""
+def is_json_lines(path: str | Path) -> bool:
+    """JSON lines (``.jsonl``, ``.json``, ``.ndjson``) rather than CSV, by the file name."""
+    return Path(path).suffix.lower() in (".jsonl", ".json", ".ndjson")
+
+
+def read_text(path: str | Path) -> str:
+    """The file's text (a UTF-8 byte-order mark dropped); :class:`SignalFileError` when it cannot be read as text."""
+    p = Path(path)
     try:
-        if fmt == "jsonl":
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise SignalFileError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-        else:
-            values = next(csv.reader([line]))
-            data = dict(zip(header or [], values, strict=False))
-        return parse_signal(data)
-    except SignalError as exc:
-        raise SignalFileError(f"{path}:{lineno}: {exc}") from None
+        text = p.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise SignalFileError(f"signals file not found: {p}") from None
+    except UnicodeDecodeError:
+        text = "\x00"
+    except OSError as exc:
+        raise SignalFileError(f"{p}: cannot be read ({exc.strerror})") from None
+    if "\x00" in text:
+        raise SignalFileError(f"{p}: not a text file (not UTF-8); expected CSV or JSON lines")
+    return text
+
+
+def csv_fields(line: str, *, path: str, lineno: int) -> list[str]:
+    """One CSV line's fields, stripped."""
+    try:
+        return [v.strip() for v in next(csv.reader([line]), [])]
+    except csv.Error as exc:
+        raise SignalFileError(f"{path}:{lineno}: not a CSV line ({exc})") from None
+
+
+def line_data(line: str, *, path: str, lineno: int, header: list[str] | None = None) -> dict[str, Any]:
+    """One line as the mapping :func:`parse_signal` takes: a JSON object (``header`` None) or a CSV row under
+    ``header`` (lower-case column names). A row with more fields than the header is refused; one with fewer
+    leaves the last columns empty (a missing required field is then named by the signal's validation)."""
+    if header is None:
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise SignalFileError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
+        if not isinstance(data, dict):
+            raise SignalFileError(f"{path}:{lineno}: expected a JSON object, got {type(data).__name__}")
+        return {str(k).strip().lower(): v for k, v in data.items()}
+    values = csv_fields(line, path=path, lineno=lineno)
+    if len(values) > len(header):
+        raise SignalFileError(f"{path}:{lineno}: {len(values)} fields, the header has {len(header)} "
+                              f"({', '.join(header)})")
+    return dict(zip(header, values + [""] * (len(header) - len(values)), strict=True))
 
 
 def read_signals(path: str | Path, *, require_time: bool = True) -> list[Signal]:
-    """All signals of a file; the first bad line raises :class:`SignalFileError` and nothing is returned."""
+    """All signals of a file; the first bad line raises :class:`SignalFileError` and nothing is returned.
+
+    Blank lines and lines starting with ``#`` are skipped; in a CSV file the first other line is the header."""
     p = Path(path)
-    if not p.exists():
-        raise SignalFileError(f"signals file not found: {p}")
-    text = p.read_text(encoding="utf-8-sig")
+    text = read_text(p)
+    header: list[str] | None = None
     signals: list[Signal] = []
-    if p.suffix.lower() in (".jsonl", ".json", ".ndjson"):
-        for n, line in enumerate(text.splitlines(), 1):
-            if line.strip() and not line.lstrip().startswith("#"):
-                signals.append(parse_line(line, path=str(p), lineno=n))
-    else:
-        reader = csv.DictReader(text.splitlines())
-        header = [h.strip().lower() for h in (reader.fieldnames or [])]
-        missing = [c for c in REQUIRED if c not in header and (c != "time" or require_time)]
-        if missing:
-            raise SignalFileError(f"{p}: missing column(s) {', '.join(missing)}; found {', '.join(header) or 'none'}")
-        for n, row in enumerate(reader, 2):
-            data = {(k or "").strip().lower(): (v or "").strip() for k, v in row.items()}
-            if not any(data.values()):
-                continue
-            try:
-                signals.append(parse_signal(data))
-            except SignalError as exc:
-                raise SignalFileError(f"{p}:{n}: {exc}") from None
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        if header is None and not is_json_lines(p):
+            header = [h.lower() for h in csv_fields(line, path=str(p), lineno=n)]
+            missing = [c for c in REQUIRED if c not in header and (c != "time" or require_time)]
+            if missing:
+                raise SignalFileError(f"{p}: missing column(s) {', '.join(missing)}; "
+                                      f"found {', '.join(header) or 'none'}")
+            continue
+        data = line_data(line, path=str(p), lineno=n, header=header)
+        if header is not None and not any(data.values()):
+            continue  # a row of empty cells (a spreadsheet's trailing ",,,,,")
+        try:
+            signals.append(parse_signal(data))
+        except SignalError as exc:
+            raise SignalFileError(f"{p}:{n}: {exc}") from None
+    if header is None and not is_json_lines(p):
+        raise SignalFileError(f"{p}: empty; expected a header ({', '.join(REQUIRED)}) and one signal per line")
     if require_time:
         for s in signals:
             if s.time is None:

@@ -90,6 +90,7 @@ class LiveExchange(ccxt_async.binanceusdm):
             return await super().fetch(url, method, headers, body)
         except ccxt.BaseError as exc:
             exc.args = tuple(self.redact(a) if isinstance(a, str) else a for a in exc.args)
+            exc.account = self.account_name  # so an error shown far from here names the account, never the key
             raise
 
     def redact(self, text: str) -> str:

@@ -27,6 +27,8 @@ log = logging.getLogger("fanout.candles")
 TIME_COLUMNS = ("timestamp", "open_time", "time", "date")
 PRICE_COLUMNS = ("open", "high", "low", "close")
 _KLINE_COLUMNS = ("open_time", "open", "high", "low", "close", "volume")  # header-less Binance kline dumps
+EARLIEST_MS = 1_230_768_000_000  # 2009-01-01: no crypto market is older; an earlier time is a misread column
+LATEST_MS = 4_102_444_800_000  # 2100-01-01
 
 
 class CandleError(ValueError):
@@ -142,17 +144,22 @@ def load_candles(path: str | Path, symbol: str = "BTC/USDT:USDT", timeframe: str
     meta: dict[str, str] = {}
     try:
         if name.endswith((".parquet", ".pq")):
+            import pyarrow as pa
             import pyarrow.parquet as pq
 
-            table = pq.read_table(path)
+            try:
+                table = pq.read_table(path)
+            except pa.ArrowException as exc:  # not Parquet, truncated, unreadable schema
+                raise CandleError(source, f"cannot be read as Parquet: {exc}") from None
             meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()
                     if k.startswith(b"fanout.")}
             df = table.to_pandas()
         elif name.endswith((".csv", ".csv.gz", ".csv.zip", ".csv.bz2", ".csv.xz", ".txt")):
-            df = pd.read_csv(path)
-            if _looks_headerless(df):
+            if _headerless(path):
                 df = pd.read_csv(path, header=None)
                 df = df.iloc[:, : len(_KLINE_COLUMNS)].set_axis(list(_KLINE_COLUMNS), axis=1)
+            else:
+                df = pd.read_csv(path)
         else:
             raise CandleError(source, "unknown file type; expected .csv, .csv.gz, .parquet or .pq")
     except FileNotFoundError:
@@ -214,9 +221,12 @@ def resample(candles: Candles, timeframe: str) -> Candles:
 
 # --- parsing and validation ---------------------------------------------------------------------------------
 
-def _looks_headerless(df: pd.DataFrame) -> bool:
-    names = [str(c).strip() for c in df.columns]
-    return len(names) >= 6 and all(re.fullmatch(r"-?\d+(\.\d*)?(e[+-]?\d+)?", n, re.I) for n in names[:6])
+def _headerless(path: Path) -> bool:
+    """True when the first line is data (six numbers: a Binance kline dump), read as text: as a header, repeated
+    values would be renamed by pandas (``100.5``, ``100.5.1``) and no longer look like numbers."""
+    first = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False)
+    cells = [str(c).strip() for c in first.iloc[0].tolist()] if len(first) else []
+    return len(cells) >= 6 and all(re.fullmatch(r"-?\d+(\.\d*)?(e[+-]?\d+)?", c, re.I) for c in cells[:6])
 
 
 def _from_table(df: pd.DataFrame, *, source: str, symbol: str, timeframe: str | None,
@@ -244,6 +254,7 @@ def _from_table(df: pd.DataFrame, *, source: str, symbol: str, timeframe: str | 
         time = parse_times(df[time_col], str(time_col))
     except TimeParseError as exc:
         raise CandleError(source, exc.reason, column=exc.field, row=exc.index + 1) from None
+    _check_time_range(df[time_col], time, source, str(time_col))
     values = {name: _parse_number(df[by_lower[name]], source, name, time) for name in PRICE_COLUMNS}
     if "volume" in by_lower:
         values["volume"] = _parse_number(df[by_lower["volume"]], source, "volume", time)
@@ -288,6 +299,23 @@ def _from_table(df: pd.DataFrame, *, source: str, symbol: str, timeframe: str | 
                     timeframe, shown, "; ..." if len(gaps) > 3 else "")
     return Candles(symbol=symbol, timeframe=timeframe, time=time, open=o, high=h, low=lo, close=c,
                    volume=values["volume"], synthetic=synthetic, source=source, gaps=gaps)
+
+
+def _check_time_range(raw: pd.Series, time: np.ndarray, source: str, column: str) -> None:
+    """Refuse times no market candle can have: a row index (0, 1, 2, …) or epochs outside 2009..2100 read as
+    1970 (or a far future) would otherwise be backtested as if they were real dates."""
+    n = len(time)
+    if n > 1 and pd.api.types.is_numeric_dtype(raw.dtype):
+        values = raw.to_numpy()
+        if np.array_equal(values, np.arange(n)) or np.array_equal(values, np.arange(1, n + 1)):
+            raise CandleError(source, f"holds a row index ({values[0]}, {values[1]}, …), not times: give the candles' "
+                                      "open times (epoch seconds or milliseconds, or ISO-8601 UTC)", column=column)
+    bad = (time < EARLIEST_MS) | (time >= LATEST_MS)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise CandleError(source, f"{raw.iloc[i : i + 1].tolist()[0]!r} reads as {format_time(int(time[i]))}, outside "
+                                  f"{format_time(EARLIEST_MS)[:4]}..{format_time(LATEST_MS)[:4]}: not a candle time "
+                                  "(epoch seconds or milliseconds, or ISO-8601 UTC)", column=column, row=i + 1)
 
 
 def _first_bad(mask: np.ndarray, source: str, column: str, time: np.ndarray, message) -> None:

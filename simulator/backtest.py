@@ -24,6 +24,7 @@ import numpy as np
 from engine import Account, ExecutionConfig, MultiAccountExecutor, Signal
 from engine.results import SKIPPED, AccountResult
 from marketdata.rules import MarketRules
+from marketdata.times import format_time
 from simulator.exchange import SimulatedExchange
 from simulator.fills import END_OF_DATA, MAKER_FEE, TAKER_FEE, Level
 from simulator.records import ClosedPosition, Exit
@@ -174,6 +175,9 @@ class BacktestRunner:
         i = int(np.searchsorted(c.time, signal.time, side="left"))
         if i >= len(c.time):
             self._skip_all(signal, "signal after the last candle")
+            return
+        if signal.time <= c.time[0] - c.timeframe_ms:  # the candle it would enter on is missing, not the first one
+            self._skip_all(signal, f"signal before the first candle ({format_time(int(c.time[0]))})")
             return
         await self._drain_events(int(c.time[i]))
         self.venue.set_price(signal.symbol, float(c.open[i]), int(c.time[i]))

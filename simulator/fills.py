@@ -2,7 +2,9 @@
 
 1. Market orders fill at the venue's current price: in a backtest, the **open of the first candle whose open
    time ≥ the signal time**; in paper mode, the last traded price. Optional slippage (``slippage_bps``) moves
-   every market fill (entries, stop-market, take-profit-market, closes) against the trader.
+   every market fill (entries, stop-market, take-profit-market, closes) against the trader. A backtest signal
+   whose entry candle is not in the data (a whole candle or more before the first one) is skipped with the
+   reason ``signal before the first candle``, never entered at the first candle.
 2. Stops, targets and liquidations are checked from the entry candle on (the entry candle's high and low count).
 3. A candle that **opens beyond a level fills at its open** (a gap): a stop fills at the worse open price, a
    target at the better open price.

@@ -32,8 +32,10 @@ def normalize_url(url: str) -> str:
     """Route PostgreSQL URLs (``postgres://``, ``postgresql://``) to psycopg 3; other URLs pass unchanged."""
     try:
         parsed = make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
         raise DatabaseUrlError("DATABASE_URL is not a database URL (e.g. sqlite:///fanout.db)") from None
+    if parsed.get_backend_name() not in ("sqlite", "postgres", "postgresql"):
+        raise DatabaseUrlError(f"DATABASE_URL must be a sqlite:// or postgresql:// URL, got {parsed.drivername}://…")
     if parsed.drivername in ("postgres", "postgresql"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     return parsed.render_as_string(hide_password=False)
@@ -43,7 +45,7 @@ def display_url(url: str) -> str:
     """The URL with any password masked, for output."""
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         return "<invalid DATABASE_URL>"
 
 
@@ -51,7 +53,7 @@ def sqlite_file_missing(url: str) -> bool:
     """True for a SQLite file URL whose file does not exist (reading it would create an empty file)."""
     try:
         parsed = make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         return False
     db = parsed.database
     return parsed.get_backend_name() == "sqlite" and db not in (None, "", ":memory:") and not Path(db).exists()

@@ -129,7 +129,7 @@ def bad_signals(tmp_path):
     (lambda tmp: ["--signals", str(tmp / "missing.csv")], ["signals file not found", "missing.csv"]),
     (lambda tmp: ["--signals", str(bad_signals(tmp))], ["bad.csv:3", "'stop_loss'"]),
     (lambda tmp: ["--candles", str(tmp / "nope.csv")], ["nope.csv", "not found"]),
-    (lambda tmp: ["--leverage", "0"], ["'leverage'"]),
+    (lambda tmp: ["--leverage", "0"], ["argument --leverage", "'0'"]),
     (lambda tmp: ["--accounts", str(tmp / "accounts.csv")], ["--accounts", "not found"]),
     (lambda tmp: ["--symbol", "NOPEUSDT", "--candles", str(write_hourly_candles(tmp / "c.csv", [(1, 2, 1, 1)] * 3))],
      ["NOPE/USDT:USDT is not in the market-rules snapshot binance-usdm 2024-10-20", "fanout data markets"]),

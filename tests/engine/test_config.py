@@ -42,8 +42,10 @@ def test_from_env_percentages_and_blanks():
     assert (c.leverage, c.max_position_usd, c.max_open_positions) == (10, 100.0, 0)
 
 
-@pytest.mark.parametrize("env, name", [({"LEVERAGE": "twenty"}, "LEVERAGE"), ({"LEVERAGE": "500"}, "leverage"),
-                                       ({"MIN_BALANCE_USD": "-5"}, "min_balance_usd")])
+@pytest.mark.parametrize("env, name", [({"LEVERAGE": "twenty"}, "LEVERAGE"), ({"LEVERAGE": "500"}, "LEVERAGE='500'"),
+                                       ({"MIN_BALANCE_USD": "-5"}, "MIN_BALANCE_USD='-5'"),
+                                       ({"LEVERAGE": "10", "POSITION_SIZE_PCT": "0"}, "POSITION_SIZE_PCT='0'"),
+                                       ({"WORKING_TYPE": "LAST"}, "WORKING_TYPE='LAST'")])
 def test_from_env_errors_name_the_variable(env, name):
     with pytest.raises(ValueError, match=name):
         ExecutionConfig.from_env(env)

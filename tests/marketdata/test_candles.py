@@ -85,6 +85,34 @@ def test_csv_gz_and_headerless_binance_klines(tmp_path):
     assert load_candles(tmp_path / "k_us.csv").time.tolist() == minutes()
 
 
+def test_headerless_file_whose_first_row_repeats_a_price_is_not_a_header(tmp_path):
+    """As a header, ``100.5,100.5`` would become the columns ``100.5`` and ``100.5.1`` (issue 11)."""
+    path = tmp_path / "k.csv"
+    path.write_text("".join(f"{t},100.5,100.5,100.5,100.5,3\n" for t in minutes()))
+    c = load_candles(path)
+    assert c.time.tolist() == minutes() and c.close.tolist() == [100.5] * 3
+
+
+@pytest.mark.parametrize("times, message", [
+    ([0, 1, 2], "column 'time': holds a row index (0, 1, …), not times"),
+    ([1, 2, 3], "column 'time': holds a row index (1, 2, …), not times"),
+    ([1000, 1060, 1120], "column 'time', row 1: 1000 reads as 1970-01-01T00:16:40Z, outside 2009..2100"),
+    (["1999-01-01", "1999-01-02", "1999-01-03"], "row 1: '1999-01-01' reads as 1999-01-01T00:00:00Z, outside"),
+    ([T0 * 3, T0 * 3 + 60_000, T0 * 3 + 120_000], "row 1: 5032886400000 reads as 2129-06-27T00:00:00Z, outside"),
+], ids=["row-index-0", "row-index-1", "1970-epochs", "before-2009", "after-2100"])
+def test_times_no_market_candle_can_have_are_refused(tmp_path, times, message):
+    with pytest.raises(CandleError) as info:
+        load_candles(write_csv(tmp_path / "c.csv", "time,open,high,low,close,volume", times))
+    assert str(info.value).startswith(f"{tmp_path / 'c.csv'}: ") and message in str(info.value)
+
+
+def test_a_file_that_is_not_parquet_is_refused_naming_it(tmp_path):
+    path = tmp_path / "c.parquet"
+    path.write_bytes(b"PAR1 not really")
+    with pytest.raises(CandleError, match="c.parquet: cannot be read as Parquet"):
+        load_candles(path)
+
+
 def test_parquet_round_trip(tmp_path):
     c = load_candles(write_csv(tmp_path / "c.csv", "time,open,high,low,close,volume", minutes()))
     save_candles(c, tmp_path / "c.parquet")

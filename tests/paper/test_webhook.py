@@ -107,3 +107,39 @@ def test_requires_a_token_and_binds_loopback_by_default():
     with pytest.raises(ValueError, match="WEBHOOK_TOKEN"):
         WebhookSignalSource(handler, "")
     assert WebhookSignalSource(handler, TOKEN).host == "127.0.0.1"
+
+
+async def test_a_signal_that_fails_after_202_is_logged_once_in_words(caplog):
+    """The handler runs after the reply: its failure is logged once, never "Task exception was never retrieved"."""
+    import ccxt
+
+    complaints = []
+    asyncio.get_running_loop().set_exception_handler(lambda _loop, context: complaints.append(context))
+
+    async def handler(signal, source):
+        raise ccxt.RequestTimeout("binanceusdm GET https://fapi.binance.com/fapi/v1/ticker/24hr?symbol=BTCUSDT")
+
+    hook = WebhookSignalSource(handler, TOKEN)
+    async with TestClient(TestServer(hook.app())) as c:
+        r = await c.post("/signal", json=GOOD, headers={"X-Fanout-Token": TOKEN})
+        assert r.status == 202
+        await hook.drain()
+    assert hook.pending == 0
+    assert [m for m in caplog.messages if "failed" in m] == [
+        "❌ webhook signal w1 was accepted but handling it failed: venue at fapi.binance.com did not answer in time "
+        "(check the network)"]
+    assert complaints == []
+
+
+async def test_a_port_already_taken_names_the_variables():
+    async def handler(signal, source):
+        return None
+
+    first = WebhookSignalSource(handler, TOKEN, port=0)
+    await first.start()
+    port = first.runner.addresses[0][1]
+    try:
+        with pytest.raises(ValueError, match=f"WEBHOOK_HOST / WEBHOOK_PORT: cannot listen on 127.0.0.1:{port}"):
+            await WebhookSignalSource(handler, TOKEN, port=port).start()
+    finally:
+        await first.stop()

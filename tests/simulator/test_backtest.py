@@ -230,6 +230,16 @@ def test_signals_outside_the_candles_are_skipped_for_every_account():
         ("late", "signal after the last candle"), ("late", "signal after the last candle")]
 
 
+def test_signal_before_the_first_candle_is_skipped_with_a_reason():
+    """Issue 11: the candle it would enter on is not in the data, so it is not traded at the first candle; a signal
+    inside the candle before the first one enters at the first open, as it would with that candle present."""
+    signals = [sig(time=T0 - HOUR, id="early"), sig(time=T0 - 30 * MINUTE, id="just-before")]
+    res = runner([QUIET, QUIET], signals=signals).run()
+    assert res.skipped == [{"account": "A", "signal_id": "early",
+                            "reason": "signal before the first candle (2024-01-01T00:00:00Z)"}]
+    assert [(t["signal_id"], t["entry_time"]) for t in res.trades] == [("just-before", T0)]
+
+
 def test_one_position_per_symbol_in_a_backtest():
     signals = [sig(), sig(time=T0 + HOUR, id="s2")]
     res = runner([QUIET, QUIET, QUIET], signals=signals).run()
