@@ -55,7 +55,7 @@ def explain(exc: BaseException, *, name_account: bool = True) -> str:
     if isinstance(exc, ValueError) and str(exc).strip():
         return _first_line(exc)
     text = _first_line(exc)
-    return f"unexpected {type(exc).__name__}" + (f": {text}" if text else "") + " (fanout -v … shows the traceback)"
+    return f"unexpected {type(exc).__name__}" + (f": {text}" if text else "")
 
 
 def report(exc: BaseException, *, verbose: bool = False, secrets: Iterable[str] = (), stream=None) -> int:
@@ -64,7 +64,10 @@ def report(exc: BaseException, *, verbose: bool = False, secrets: Iterable[str] 
     hidden = sorted({s for s in secrets if s and len(s) >= 6}, key=len, reverse=True)
     if verbose and not isinstance(exc, KeyboardInterrupt):
         stream.write(mask("".join(traceback.format_exception(exc)), hidden))
-    stream.write(f"error: {mask(explain(exc), hidden)}\n")
+    words = explain(exc)
+    if not verbose and words.startswith("unexpected "):
+        words += " (fanout -v … shows the traceback)"
+    stream.write(f"error: {mask(words, hidden)}\n")
     stream.flush()
     return exit_code(exc)
 

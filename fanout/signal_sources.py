@@ -93,6 +93,7 @@ class FileSignalSource:
                 words = explain(exc)
                 if words != self._last_error:  # once per distinct failure, not every second
                     log.error("❌ signals file %s: %s (retrying every %gs)", self.path, words, self.interval)
+                    log.debug("signals file %s: the failure's traceback", self.path, exc_info=exc)
                     self._last_error = words
             try:
                 await asyncio.wait_for(stop.wait(), self.interval)
@@ -170,6 +171,7 @@ class WebhookSignalSource:
         elif task.exception() is not None:
             log.error("❌ webhook signal %s was accepted but handling it failed: %s", signal_id,
                       explain(task.exception()))
+            log.debug("webhook signal %s: the failure's traceback", signal_id, exc_info=task.exception())
 
     @property
     def pending(self) -> int:

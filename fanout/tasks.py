@@ -44,6 +44,7 @@ class BackgroundTasks:
             return
         self.failures += 1
         log.error("❌ %s failed: %s", what, explain(exc))
+        log.debug("%s: the failure's traceback", what, exc_info=exc)  # shown with fanout -v
         if self.on_failure is not None:
             self.on_failure(what, exc)
 
