@@ -39,15 +39,13 @@ def exit_code(exc: BaseException) -> int:
     return EXIT_INPUT if isinstance(exc, ValueError | OSError) else EXIT_FAILURE
 
 
-def explain(exc: BaseException, *, name_account: bool = True) -> str:
+def explain(exc: BaseException) -> str:
     """The words for ``exc``: what went wrong and what it concerns (venue host, account, variable, file).
-
-    name_account: prefix a venue error with the account it came from (live/exchange.py tags it); off where the
-    caller's line names the account already."""
+    A venue's refusal names the account it came from (live/exchange.py tags the exception), never its key."""
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted"
     if _is_ccxt(exc):
-        return _explain_venue(exc, getattr(exc, "account", None) if name_account else None)
+        return _explain_venue(exc, getattr(exc, "account", None))
     if _is_database_error(exc):
         return f"DATABASE_URL: the database cannot be used: {_first_line(getattr(exc, 'orig', None) or exc)}"
     if isinstance(exc, OSError):

@@ -66,11 +66,28 @@ def test_explain_and_exit_code(exc, words, code):
     assert explain(exc) == words
 
 
-def test_auth_error_names_the_account_never_the_key():
-    key = "k" * 64
-    exc = _tagged(ccxt.AuthenticationError('binanceusdm {"code":-2015,"msg":"Invalid API-key"}'), "Alpha")
-    assert explain(exc).startswith("Alpha: ") and key not in explain(exc)
-    assert explain(exc, name_account=False).startswith("the venue")
+async def test_a_refusal_names_the_account_never_the_key(monkeypatch):
+    """live/exchange.py tags what ccxt raises with the account's name and removes the key from its text."""
+    import ccxt.async_support as ccxt_async
+
+    from live.exchange import build_exchange
+    from tests.standin.scenarios import dummy_credentials
+
+    (cred,) = dummy_credentials(["Alpha"])
+
+    async def refuse(self, url, method="GET", headers=None, body=None):
+        raise ccxt.AuthenticationError(f'binanceusdm {method} {url} {{"code":-2015,"msg":"Invalid API-key '
+                                       f'{cred.api_key}"}}')
+
+    monkeypatch.setattr(ccxt_async.binanceusdm, "fetch", refuse)
+    exchange = build_exchange(cred, api_url="http://127.0.0.1:9")
+    try:
+        with pytest.raises(ccxt.AuthenticationError) as info:
+            await exchange.load_markets()
+    finally:
+        await exchange.close()
+    assert explain(info.value) == ("Alpha: the venue at 127.0.0.1:9 refused the account's API key (invalid or "
+                                   "expired key, IP not allowed, or no futures permission): Invalid API-key ***")
 
 
 def test_secrets_are_masked_in_the_line_and_the_traceback():
