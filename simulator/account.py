@@ -253,7 +253,7 @@ class SimulatedAccount:
                 o["info"]["algoStatus"] = "CANCELED"
                 self.venue.emit(self.name, public(o))
 
-
+    # ---------------------------------------------------------------- trigger orders the ccxt face books
     def _add_trigger(self, order: dict) -> None:
         """Book a new open trigger order (created by the ccxt face)."""
         self._algo_orders[order["id"]] = order
@@ -305,4 +305,3 @@ class SimulatedAccount:
         ex.fees_paid = float(data["fees_paid"])
         ex._open_ids = {oid: None for oid, o in ex._algo_orders.items() if o["status"] == "open"}
         return ex
-

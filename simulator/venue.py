@@ -83,7 +83,7 @@ class SimulatedVenue:
         self.accounts[name] = ex
         return ex
 
-    # ---------------------------------------------------------------- prices, clock, rules
+    # ---------------------------------------------------------------- prices, clock, ids
     def set_price(self, symbol: str, price: float, time_ms: int | None = None) -> None:
         """Set the last/mark price of a symbol (and optionally advance the clock)."""
         if not price > 0:
@@ -97,16 +97,6 @@ class SimulatedVenue:
             return self.prices[symbol]
         except KeyError:
             raise ccxt.ExchangeNotAvailable(f"simulator has no price for {symbol} yet") from None
-
-    def market(self, symbol: str) -> dict:
-        """ccxt's market dict (the same object ccxt returns); BadSymbol for an unknown symbol."""
-        return self.lookups.market(symbol)
-
-    def amount_to_precision(self, symbol: str, amount: float) -> str:
-        return self.lookups.amount_to_precision(symbol, amount)
-
-    def price_to_precision(self, symbol: str, price: float) -> str:
-        return self.lookups.price_to_precision(symbol, price)
 
     def next_id(self) -> str:
         n = self._next_id
