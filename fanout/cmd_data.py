@@ -1,4 +1,5 @@
-"""The ``fanout data`` command: ``download`` Binance USDⓈ-M candles into the cache, ``list`` what is cached."""
+"""The ``fanout data`` command: ``download`` Binance USDⓈ-M candles, mark prices and funding rates into the cache
+for many symbols at once, ``list`` what is cached, ``markets`` (fanout/cmd_data_markets.py) refresh the rules."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from typing import Any
 from fanout import cmd_data_markets
 from fanout.argtypes import whole
 from marketdata import paths
-from marketdata.cache import MarketDataError, summarize_cache
-from marketdata.download import DownloadReport, download
+from marketdata.cache import FUNDING, MARK, MarketDataError, market_id, summarize_cache, unified_symbol
+from marketdata.client import make_exchange
+from marketdata.download import DownloadReport, download, download_funding
 from marketdata.times import BINANCE_TIMEFRAMES, format_time, parse_time
 
 _SHOWN_GAPS = 5
@@ -26,20 +28,26 @@ def register(subparsers: Any) -> None:
     sub = data.add_subparsers(dest="data_command", metavar="ACTION")
 
     dl = sub.add_parser(
-        "download", help="download candles through ccxt (public endpoint, no keys)",
-        description="Download closed candles of SYMBOL at TIMEFRAME covering [--since, --until) into "
-                    "<cache-dir>/<SYMBOL>-<TIMEFRAME>.csv, fetching only what the cache lacks. "
-                    "BINANCE_API_URL replaces https://fapi.binance.com when set.",
+        "download", help="download candles, mark prices and funding rates through ccxt (public, no keys)",
+        description="Download closed candles of each SYMBOL at TIMEFRAME covering [--since, --until) into "
+                    "<cache-dir>/<SYMBOL>-<TIMEFRAME>.csv (with --mark also <SYMBOL>-<TIMEFRAME>-mark.csv, with "
+                    "--funding <SYMBOL>-funding.csv), fetching only what the cache lacks. One symbol failing does "
+                    "not stop the others. BINANCE_API_URL replaces https://fapi.binance.com when set.",
     )
-    dl.add_argument("symbol", metavar="SYMBOL", help="BTCUSDT, BTC/USDT or BTC/USDT:USDT")
+    dl.add_argument("symbols", nargs="+", metavar="SYMBOL",
+                    help="one or more of BTCUSDT, BTC/USDT or BTC/USDT:USDT (also comma-separated)")
     dl.add_argument("timeframe", metavar="TIMEFRAME", choices=BINANCE_TIMEFRAMES,
                     help=f"one of {', '.join(BINANCE_TIMEFRAMES)}")
     dl.add_argument("--since", required=True, metavar="DATE", help="first candle: ISO date or date-time (UTC), or epoch ms")
     dl.add_argument("--until", metavar="DATE", help="end, exclusive: ISO date or date-time (UTC), or epoch ms (default now)")
+    dl.add_argument("--funding", action="store_true",
+                    help="also the funding-rate history (GET /fapi/v1/fundingRate) over the same period")
+    dl.add_argument("--mark", action="store_true",
+                    help="also mark-price candles at TIMEFRAME (GET /fapi/v1/markPriceKlines)")
     dl.add_argument("--cache-dir", default=str(paths.cache_dir()), metavar="DIR", help="cache folder (default %(default)s)")
     dl.add_argument("--retries", type=whole(low=0, high=20), default=2, metavar="N",
                     help="retries of a request after a transient network error (default %(default)s)")
-    dl.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    dl.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     dl.set_defaults(func=handle_download)
 
     cmd_data_markets.register(sub)
@@ -55,12 +63,20 @@ def _short(ms: int) -> str:
 
 def describe(report: DownloadReport) -> list[str]:
     """The command's summary lines for a finished download."""
+    what = {"": f"{report.timeframe}", MARK: f"{report.timeframe} mark"}.get(report.series, report.series)
+    noun = "funding rates" if report.series == FUNDING else "candles"
     lines = [
-        f"{report.symbol} {report.timeframe}: {report.fetched:,} new candles in {report.requests} requests → "
+        f"{report.symbol} {what}: {report.fetched:,} new {noun} in {report.requests} requests → "
         f"{report.path} ({report.rows:,} rows"
         + (f", {_short(report.first)} → {_short(report.last)} UTC)" if report.rows else ")")
     ]
     span = f"{_short(report.since)} → {_short(report.until)}"
+    if report.series == FUNDING:
+        seen = ", ".join(f"{k} ×{v:,}" for k, v in sorted((report.intervals or {}).items(),
+                                                          key=lambda kv: -kv[1]))
+        lines.append(f"intervals between funding times: {seen or 'none (fewer than two events)'}; "
+                     f"{report.duplicates} duplicate(s) removed")
+        return lines
     if not report.gaps:
         check = f"validation: complete, no gaps in {span}"
     else:
@@ -72,37 +88,82 @@ def describe(report: DownloadReport) -> list[str]:
     return lines
 
 
+def _symbols(raw: list[str]) -> list[str]:
+    """Unified symbols from the arguments (commas split, duplicates dropped); MarketDataError naming a bad one."""
+    out: list[str] = []
+    for part in (p.strip() for arg in raw for p in arg.split(",")):
+        if part and unified_symbol(part) not in out:
+            out.append(unified_symbol(part))
+    if not out:
+        raise MarketDataError("SYMBOL: no symbol given")
+    return out
+
+
+async def _download_all(args: argparse.Namespace, symbols: list[str], since: int, until: int | None) -> list[str]:
+    """Every (symbol, series) in turn through one client (one rate limiter); returns the failures' messages."""
+    jobs = [(sym, series) for sym in symbols for series in ("", *((MARK,) if args.mark else ()),
+                                                            *((FUNDING,) if args.funding else ()))]
+    exchange = make_exchange(os.environ.get("BINANCE_API_URL") or None)
+    failures: list[str] = []
+    try:
+        for n, (symbol, series) in enumerate(jobs, 1):
+            label = f"[{n}/{len(jobs)}] {market_id(symbol)} " + {"": args.timeframe, MARK: f"{args.timeframe} mark",
+                                                                  FUNDING: "funding"}[series]
+            bar = _Bar(label, "h" if series == FUNDING else "candle", args.quiet)
+            common = {"root": args.cache_dir, "exchange": exchange, "progress": bar, "retries": args.retries}
+            try:
+                if series == FUNDING:
+                    report = await download_funding(symbol, since, until, **common)
+                else:
+                    report = await download(symbol, args.timeframe, since, until, series=series, **common)
+            except (MarketDataError, ValueError) as exc:
+                failures.append(f"{label.split('] ', 1)[1]}: {exc}")
+                print(f"error: {exc}", file=sys.stderr)
+                continue
+            finally:
+                bar.close()
+            print("\n".join(describe(report)), flush=True)
+    finally:
+        await exchange.close()
+    return failures
+
+
+class _Bar:
+    """One tqdm bar per download, made on its first progress report (only on a terminal, unless --quiet)."""
+
+    def __init__(self, label: str, unit: str, quiet: bool) -> None:
+        self.label, self.unit, self.quiet, self.bar = label, unit, quiet, None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit=self.unit, desc=self.label, leave=False,
+                            disable=self.quiet or not sys.stderr.isatty())
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def handle_download(args: argparse.Namespace) -> int:
     try:
         since = parse_time(args.since, "--since")
         until = parse_time(args.until, "--until") if args.until else None
-    except ValueError as exc:
+        symbols = _symbols(args.symbols)
+    except (ValueError, MarketDataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    bar = None
-
-    def progress(done: int, total: int) -> None:
-        nonlocal bar
-        if bar is None:
-            from tqdm import tqdm
-
-            bar = tqdm(total=total, unit="candle", desc=f"{args.symbol} {args.timeframe}", leave=False,
-                       disable=args.quiet or not sys.stderr.isatty())
-        bar.update(done - bar.n)
-
     try:
-        report = asyncio.run(download(
-            args.symbol, args.timeframe, since, until, root=args.cache_dir,
-            api_url=os.environ.get("BINANCE_API_URL") or None, progress=progress, retries=args.retries,
-        ))
+        failures = asyncio.run(_download_all(args, symbols, since, until))
     except (MarketDataError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    finally:
-        if bar is not None:
-            bar.close()
-    print("\n".join(describe(report)))
-    return 0
+    if failures and len(failures) > 1:
+        print(f"{len(failures)} download(s) failed: " + "; ".join(f.split(":", 1)[0] for f in failures),
+              file=sys.stderr)
+    return 1 if failures else 0
 
 
 def handle_list(args: argparse.Namespace) -> int:
@@ -118,5 +179,5 @@ def handle_list(args: argparse.Namespace) -> int:
     for s in summaries:
         first = _short(s.first) if s.first is not None else "-"
         last = _short(s.last) if s.last is not None else "-"
-        print(f"{s.path.name:<28} {s.symbol:<12} {s.timeframe:<4} {s.rows:>10,}  {first:<16}  {last:<16}  {s.missing:,}")
+        print(f"{s.path.name:<28} {s.symbol:<12} {s.timeframe or '-':<4} {s.rows:>10,}  {first:<16}  {last:<16}  {s.missing:,}")
     return 0

@@ -2,10 +2,10 @@
 
 Layout (docs/data.md): one CSV per symbol, timeframe and series under the cache folder
 (:func:`marketdata.paths.cache_dir`, FANOUT_DATA_DIR honoured): ``<ID>-<timeframe>.csv`` for trade candles
-(``BTCUSDT-1m.csv``, header ``open_time,open,high,low,close,volume``), ``<ID>-<timeframe>-<series>.csv`` for another
-series of the same symbol (say ``mark`` candles or ``funding`` rates) with its own header. The first column is the
-open time, ISO-8601 UTC (``2023-03-01 00:00:00+00:00``); the other columns are kept as written. One row per open
-time, sorted, no duplicates; every write goes to a temporary file renamed over the cache.
+(``BTCUSDT-1m.csv``, header ``open_time,open,high,low,close,volume``), ``<ID>-<timeframe>-mark.csv`` for mark-price
+candles (no volume), ``<ID>-funding.csv`` for funding rates (``fundingTime,fundingRate,markPrice``). The first column
+is the time, ISO-8601 UTC (``2023-03-01 00:00:00+00:00``); the other columns are kept as written. One row per time,
+sorted, no duplicates; every write goes to a temporary file renamed over the cache.
 """
 
 from __future__ import annotations
@@ -29,6 +29,16 @@ from marketdata.times import (
 
 HEADER = ("open_time", "open", "high", "low", "close", "volume")
 """The header of a trade-candle cache file (the default series)."""
+
+MARK = "mark"
+MARK_HEADER = ("open_time", "open", "high", "low", "close")
+"""Mark-price candles (``<ID>-<timeframe>-mark.csv``): Binance's markPriceKlines have no volume."""
+
+FUNDING = "funding"
+FUNDING_HEADER = ("fundingTime", "fundingRate", "markPrice")
+"""Funding rates (``<ID>-funding.csv``, no timeframe: Binance's funding interval differs by symbol and over time):
+the funding time, the rate as a fraction paid by longs when positive, and Binance's mark price then (empty when
+the answer had none)."""
 
 Rows = dict[int, tuple[str, ...]]
 """Cache rows keyed by open time (epoch ms): the columns after the first, as written."""
@@ -67,9 +77,16 @@ def cache_path(symbol: str, timeframe: str, root: str | Path | None = None, *, s
     return root / f"{market_id(symbol)}-{timeframe}{'-' + series if series else ''}.csv"
 
 
+def funding_path(symbol: str, root: str | Path | None = None) -> Path:
+    """Where the funding rates of ``symbol`` are cached: ``<root>/BTCUSDT-funding.csv``."""
+    root = paths.cache_dir() if root is None else Path(root)
+    return root / f"{market_id(symbol)}-{FUNDING}.csv"
+
+
 def load_cached(symbol: str, timeframe: str, root: str | Path | None = None, *, series: str = "") -> Path | None:
-    """The cache file of ``symbol``/``timeframe`` if it exists and holds at least one row, else None."""
-    path = cache_path(symbol, timeframe, root, series=series)
+    """The cache file of ``symbol``/``timeframe`` (``timeframe`` ``""`` with ``series="funding"``) if it exists and
+    holds at least one row, else None."""
+    path = funding_path(symbol, root) if series == FUNDING else cache_path(symbol, timeframe, root, series=series)
     if not path.is_file():
         return None
     with path.open(newline="") as fh:
@@ -132,7 +149,7 @@ class CacheSummary:
     path: the file; symbol: Binance's market id from the file name (``BTCUSDT``); timeframe: e.g. ``1m``;
     series: ``""`` for trade candles, else the series name from the file name (``mark``, ``funding``).
     rows: rows in the file; first, last: their first and last open times (epoch ms, None when empty).
-    missing: slots between first and last without a row.
+    missing: slots between first and last without a row (0 for funding rates, which have no fixed interval).
     """
 
     path: Path
@@ -154,7 +171,9 @@ def summarize_cache(root: str | Path | None = None) -> list[CacheSummary]:
         return found
     for path in sorted(root.glob("*-*.csv")):
         ident, timeframe, *rest = path.stem.split("-")
-        if timeframe not in BINANCE_TIMEFRAMES or len(rest) > 1:
+        if timeframe == FUNDING and not rest:
+            timeframe, rest = "", [FUNDING]
+        elif timeframe not in BINANCE_TIMEFRAMES or len(rest) > 1:
             continue
         rows, first_line, last_line = 0, "", ""
         with path.open(newline="") as fh:
@@ -169,8 +188,8 @@ def summarize_cache(root: str | Path | None = None) -> list[CacheSummary]:
             last = parse_time(last_line.split(",", 1)[0], "open_time") if rows else None
         except TimeParseError as exc:
             raise MarketDataError(f"{path}: {exc}", path) from None
-        step = timeframe_to_ms(timeframe)
-        missing = (last - first) // step + 1 - rows if rows else 0
+        step = timeframe_to_ms(timeframe) if timeframe else 0
+        missing = (last - first) // step + 1 - rows if rows and step else 0
         found.append(CacheSummary(path=path, symbol=ident, timeframe=timeframe, series=rest[0] if rest else "",
                                   rows=rows, first=first, last=last, missing=max(missing, 0)))
     return found

@@ -3,8 +3,9 @@
 It answers ``GET /fapi/v1/klines`` with Binance's 12-field arrays (shape of the real body in
 ``shared/reference/binance-usdm/responses.ccxt-fixtures.json``, fetchOHLCV) built from the real 1m candles in
 ``shared/data`` (aggregated for longer timeframes), ``GET /fapi/v1/exchangeInfo`` from the exchangeInfo entries of
-the stand-in symbols in ``data/market_rules.json`` (or a given body), and the signed ``GET /fapi/v1/leverageBracket``
-from a given body. Paging follows Binance: with ``startTime`` the oldest ``limit`` candles from
+the stand-in symbols in ``data/market_rules.json`` (or a given body), the signed ``GET /fapi/v1/leverageBracket``
+from a given body, ``GET /fapi/v1/markPriceKlines`` (the klines' prices shifted 0.05%) and ``GET /fapi/v1/fundingRate``
+from the shared funding history. Paging follows Binance: with ``startTime`` the oldest ``limit`` candles from
 it, with only ``endTime`` the newest ``limit`` up to it. Re-record: see tests/marketdata/test_download.py.
 """
 
@@ -22,6 +23,7 @@ from aiohttp import web
 from tests.standin.bodies import load_rules
 
 SHARED_CSV = Path(__file__).resolve().parents[3] / "shared" / "data" / "BTCUSDT-1m-2023-03-01--2023-03-21.binanceus.csv"
+SHARED_FUNDING = SHARED_CSV.parent / "funding"
 _STEPS = {"1m": 1, "3m": 3, "5m": 5, "15m": 15, "30m": 30, "1h": 60, "2h": 120, "4h": 240, "1d": 1440}
 _MINUTE = 60_000
 _compact = partial(json.dumps, separators=(",", ":"))  # as Binance sends it
@@ -39,6 +41,15 @@ def load_minutes(path: Path = SHARED_CSV, rows: int = 7_200) -> list[tuple[int, 
             if len(out) >= rows:
                 break
     return out
+
+
+def load_funding_rows(symbol: str = "BTCUSDT") -> list[dict]:
+    """The shared funding history of ``symbol`` (2020–2023) as ``GET /fapi/v1/fundingRate`` entries (markPrice ""
+    as Binance sent it before it added the field)."""
+    path = next(SHARED_FUNDING.glob(f"{symbol}-fundingRate-*.csv"))
+    with path.open(newline="") as fh:
+        return [{"symbol": r["symbol"], "fundingTime": int(r["fundingTime"]), "fundingRate": r["fundingRate"],
+                 "markPrice": r["markPrice"]} for r in csv.DictReader(fh)]
 
 
 def _aggregate(minutes: list[tuple], step_minutes: int) -> list[tuple[int, float, float, float, float, float]]:
@@ -65,6 +76,7 @@ class StandIn:
     fail_start: list[int] = field(default_factory=list)
     symbols: tuple[str, ...] = ("BTCUSDT",)
     requests: list[dict] = field(default_factory=list)
+    funding: dict[str, list[dict]] = field(default_factory=dict)  # fundingRate entries by symbol
     exchange_info: dict | None = None  # the exchangeInfo body to serve (default: the stand-in symbols' rules)
     brackets: list | None = None  # the leverageBracket body, served to signed requests only
 
@@ -83,7 +95,8 @@ class StandIn:
 
     async def _klines(self, request: web.Request) -> web.Response:
         q = request.query
-        self.requests.append(dict(q))
+        self.requests.append({"path": request.path, **q})
+        mark = request.path.endswith("/markPriceKlines")
         if q.get("symbol") not in self.symbols:
             return web.json_response({"code": -1121, "msg": "Invalid symbol."}, status=400, dumps=_compact)
         start = int(q["startTime"]) if "startTime" in q else None
@@ -95,7 +108,23 @@ class StandIn:
         rows = [k for k in self.klines(q["interval"])
                 if (start is None or k[0] >= start) and (end is None or k[0] <= end)]
         rows = rows[:limit] if start is not None else rows[-limit:]
+        if mark:  # markPriceKlines: the trade candle's prices shifted 0.05% (a distinct series), no volumes
+            rows = [[k[0], *(f"{float(v) * 1.0005:.2f}" for v in k[1:5]), "0", k[6], "0", len(k), "0", "0", "0"]
+                    for k in rows]
         return web.json_response(rows, dumps=_compact)
+
+    async def _funding_rate(self, request: web.Request) -> web.Response:
+        """Binance's paging: from startTime, at most ``limit`` (default 100, max 1000), up to endTime."""
+        q = request.query
+        self.requests.append({"path": request.path, **q})
+        events = self.funding.get(q.get("symbol", ""))
+        if events is None:
+            return web.json_response({"code": -1121, "msg": "Invalid symbol."}, status=400, dumps=_compact)
+        start = int(q.get("startTime", 0))
+        end = int(q["endTime"]) if "endTime" in q else None
+        limit = min(int(q.get("limit", 100)), 1000)
+        rows = [e for e in events if e["fundingTime"] >= start and (end is None or e["fundingTime"] <= end)]
+        return web.json_response(rows[:limit], dumps=_compact)
 
     async def _exchange_info(self, request: web.Request) -> web.Response:
         self.requests.append({"path": request.path})
@@ -128,6 +157,8 @@ class StandIn:
         app.router.add_get("/fapi/v1/klines", self._klines)
         app.router.add_get("/fapi/v1/exchangeInfo", self._exchange_info)
         app.router.add_get("/fapi/v1/leverageBracket", self._leverage_bracket)
+        app.router.add_get("/fapi/v1/markPriceKlines", self._klines)
+        app.router.add_get("/fapi/v1/fundingRate", self._funding_rate)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)

@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 from urllib.parse import parse_qsl, urlparse, urlunparse
 
+import numpy as np
 import pytest
 import vcr
 
@@ -30,11 +31,13 @@ from marketdata.cache import (
     summarize_cache,
     write_cache,
 )
+from marketdata.candles import load_candles
 from marketdata.client import make_exchange
-from marketdata.download import download
+from marketdata.download import download, download_funding, funding_intervals
+from marketdata.funding import load_cached_funding
 from marketdata.times import Gap, format_time
 
-from .binance_standin import SHARED_CSV, StandIn, load_minutes
+from .binance_standin import SHARED_CSV, StandIn, load_funding_rows, load_minutes
 
 CASSETTES = Path(__file__).resolve().parents[1] / "cassettes"
 RECORD = os.environ.get("FANOUT_RECORD_CASSETTES") == "1"
@@ -65,9 +68,10 @@ _VCR = vcr.VCR(
 
 
 @contextlib.asynccontextmanager
-async def cassette(name: str, **scenario):
+async def cassette(name: str, *, funding: tuple[str, ...] = (), **scenario):
     """Yield (api_url, cassette): playback with api_url None, or (FANOUT_RECORD_CASSETTES=1) a fresh recording
-    against a stand-in configured by ``scenario`` (StandIn fields) whose origin is api_url."""
+    against a stand-in configured by ``scenario`` (StandIn fields) whose origin is api_url; ``funding``: symbols
+    whose shared funding history the stand-in serves."""
     if not RECORD:
         with _VCR.use_cassette(f"ohlcv_{name}.yaml", record_mode="none", allow_playback_repeats=False) as cass:
             yield None, cass
@@ -76,7 +80,7 @@ async def cassette(name: str, **scenario):
     if not SHARED_CSV.is_file():
         pytest.skip(f"recording needs the real candles at {SHARED_CSV}")
     (CASSETTES / f"ohlcv_{name}.yaml").unlink(missing_ok=True)
-    standin = StandIn(load_minutes(), **scenario)
+    standin = StandIn(load_minutes(), funding={s: load_funding_rows(s) for s in funding}, **scenario)
     url = await standin.start()
     try:
         with _VCR.use_cassette(f"ohlcv_{name}.yaml", record_mode="all") as cass:
@@ -89,10 +93,10 @@ def cache_time(ms: int) -> str:
     return format_time(ms, sep=" ", zone="+00:00")
 
 
-def made(cass) -> list[dict]:
-    """Query parameters of the klines requests made so far through this cassette, in order."""
+def made(cass, endpoint: str = "/klines") -> list[dict]:
+    """Query parameters of the ``endpoint`` requests made so far through this cassette, in order."""
     played = cass.requests if RECORD else [cass.requests[i] for i in sorted(cass.play_counts)]
-    return [dict(parse_qsl(r.parsed_uri.query)) for r in played if r.parsed_uri.path.endswith("/klines")]
+    return [dict(parse_qsl(r.parsed_uri.query)) for r in played if r.parsed_uri.path.endswith(endpoint)]
 
 
 def bodies(cass) -> list:
@@ -249,6 +253,72 @@ async def test_command_reports_bad_symbol_and_network_error(tmp_path, monkeypatc
     assert await _run(["data", "download", "BTCUSDT", "1m", "--since", "yesterday-ish",
                        "--cache-dir", str(tmp_path)]) == 2
     assert "--since: 'yesterday-ish' is not an ISO-8601 date" in capsys.readouterr().err
+
+
+JUN_2020, AUG_2020 = 1590969600000, 1596240000000  # 2020-06-01, 2020-08-01 (the shared funding history)
+D = 24 * H
+
+
+async def test_funding_history_pages_then_extends_both_ways(tmp_path):
+    async with cassette("funding", funding=("BTCUSDT",)) as (api_url, cass):
+        first = await download_funding("BTCUSDT", JUN_2020, AUG_2020, root=tmp_path, api_url=api_url, limit=100)
+        starts = [int(q["startTime"]) for q in made(cass, "/fundingRate")]
+        # the second page starts 1 ms after the 100th event (funding times carry a few ms of jitter)
+        assert starts[0] == JUN_2020 and 0 < starts[1] - (JUN_2020 + 99 * 8 * H) < 10
+        later = await download_funding("BTCUSDT", JUN_2020 - 12 * D, AUG_2020 + 9 * D, root=tmp_path,
+                                       api_url=api_url, limit=100)
+        sent = made(cass, "/fundingRate")[2:]
+    assert (first.requests, first.fetched, first.rows) == (2, 183, 183)
+    assert first.intervals == {"8h": 182} and first.series == "funding" and first.gaps == ()
+    # before the cache: windows of 100 hours, newest first (no hole if one fails); after it: oldest first
+    assert [(int(q["startTime"]), int(q["endTime"]) + 1) for q in sent[:3]] == [
+        (JUN_2020 - 100 * H, JUN_2020), (JUN_2020 - 200 * H, JUN_2020 - 100 * H), (JUN_2020 - 288 * H,
+                                                                                     JUN_2020 - 200 * H)]
+    assert 0 < int(sent[3]["startTime"]) - (AUG_2020 - 8 * H) < 10 and len(sent) == 4
+    assert (later.requests, later.fetched, later.rows, later.first) == (4, 63, 246, JUN_2020 - 12 * D)
+    lines = (tmp_path / "BTCUSDT-funding.csv").read_text().splitlines()
+    assert lines[0] == "fundingTime,fundingRate,markPrice" and len(lines) == 247
+    assert lines[1].startswith("2020-05-20 00:00:00+00:00,") and lines[1].endswith(",")
+    rates = load_cached_funding("BTCUSDT", tmp_path)
+    assert len(rates) == 246 and rates.symbol == "BTC/USDT:USDT" and np.isnan(rates.mark).all()
+
+
+async def test_mark_price_candles_go_beside_the_trade_candles(tmp_path):
+    async with cassette("mark") as (api_url, cass):
+        report = await download("BTCUSDT", "1h", T0, T0 + 30 * H, series="mark", root=tmp_path, api_url=api_url)
+        assert len(made(cass, "/markPriceKlines")) == 1 and not made(cass)
+    assert report.path == tmp_path / "BTCUSDT-1h-mark.csv" and report.rows == 30 and not report.gaps
+    lines = report.path.read_text().splitlines()
+    assert lines[0] == "open_time,open,high,low,close"
+    mark = load_candles(report.path, timeframe="1h")
+    trade = [m for m in load_minutes() if m[0] == T0][0]
+    assert mark.open[0] == pytest.approx(float(trade[1]) * 1.0005, abs=0.01) and (mark.volume == 0).all()
+
+
+async def test_command_downloads_many_symbols_with_mark_and_funding(tmp_path, monkeypatch, capsys):
+    async with cassette("cli_many", symbols=("BTCUSDT", "ETHUSDT"), funding=("BTCUSDT",)) as (api_url, _):
+        if api_url:
+            monkeypatch.setenv("BINANCE_API_URL", api_url)
+        else:
+            monkeypatch.delenv("BINANCE_API_URL", raising=False)
+        code = await _run(["data", "download", "BTCUSDT", "ETHUSDT,BTC/USDT", "4h", "--since", "2023-03-01",
+                           "--until", "2023-03-03", "--mark", "--funding", "--cache-dir", str(tmp_path), "-q"])
+    out = capsys.readouterr()
+    assert code == 1  # ETHUSDT's funding failed (the stand-in has none); everything else was written
+    assert "BTC/USDT:USDT 4h: 12 new candles" in out.out and "ETH/USDT:USDT 4h mark: 12 new candles" in out.out
+    assert "BTC/USDT:USDT funding: 6 new funding rates in 1 requests" in out.out
+    assert "intervals between funding times: 8h ×5" in out.out
+    assert "error: ETH/USDT:USDT funding: BadSymbol" in out.err
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "BTCUSDT-4h-mark.csv", "BTCUSDT-4h.csv", "BTCUSDT-funding.csv", "ETHUSDT-4h-mark.csv", "ETHUSDT-4h.csv"]
+    assert await _run(["data", "list", "--cache-dir", str(tmp_path)]) == 0
+    listing = capsys.readouterr().out
+    assert "BTCUSDT-funding.csv" in listing and "ETHUSDT-4h-mark.csv" in listing
+
+
+def test_funding_intervals_follow_the_data():
+    assert funding_intervals([0, 8 * H, 16 * H + 2, 20 * H, 24 * H]) == {"8h": 2, "4h": 2}
+    assert funding_intervals([5]) == {}
 
 
 # --- offline units ------------------------------------------------------------------------------------------------

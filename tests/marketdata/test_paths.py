@@ -8,7 +8,14 @@ import json
 import pytest
 
 from marketdata import paths
-from marketdata.cache import MarketDataError, cache_path, summarize_cache, write_cache
+from marketdata.cache import (
+    FUNDING_HEADER,
+    MarketDataError,
+    cache_path,
+    funding_path,
+    summarize_cache,
+    write_cache,
+)
 from marketdata.client import make_exchange, resolve_market
 from marketdata.rules import MarketRules
 
@@ -53,7 +60,7 @@ def test_missing_snapshot_in_fanout_data_dir_names_the_path(tmp_path, monkeypatc
 async def test_downloader_markets_file_is_read_from_fanout_data_dir(data_dir):
     exchange = make_exchange()
 
-    async def no_network() -> None:
+    async def no_network(reload: bool = False) -> None:
         raise AssertionError("load_markets called: the snapshot in FANOUT_DATA_DIR was not used")
 
     exchange.load_markets = no_network
@@ -68,7 +75,7 @@ async def test_symbol_missing_from_the_snapshot_asks_the_exchange(data_dir):
     exchange = make_exchange()
     asked = []
 
-    async def load_markets() -> None:
+    async def load_markets(reload: bool = False) -> None:
         asked.append(True)
         exchange.set_markets([])
 
@@ -85,5 +92,8 @@ def test_cache_summary_lists_every_series_of_the_default_cache(data_dir):
     write_cache(cache_path(BTC, "1m"), {T0: ("1", "1", "1", "1", "0"), T0 + 120_000: ("1", "1", "1", "1", "0")})
     funding = cache_path(BTC, "8h", series="funding")
     write_cache(funding, {T0: ("0.0001",)}, header=("funding_time", "rate"))
-    listed = {(s.path.name, s.series, s.rows, s.missing) for s in summarize_cache()}
-    assert listed == {("BTCUSDT-1m.csv", "", 2, 1), ("BTCUSDT-8h-funding.csv", "funding", 1, 0)}
+    write_cache(funding_path("ETHUSDT"), {T0: ("0.0001", ""), T0 + 8 * 3_600_000: ("0.0002", "")},
+                header=FUNDING_HEADER)
+    listed = {(s.path.name, s.timeframe, s.series, s.rows, s.missing) for s in summarize_cache()}
+    assert listed == {("BTCUSDT-1m.csv", "1m", "", 2, 1), ("BTCUSDT-8h-funding.csv", "8h", "funding", 1, 0),
+                      ("ETHUSDT-funding.csv", "", "funding", 2, 0)}
