@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import logging
 import math
 import os
 import platform
+import resource
+import subprocess
 import sys
 import time
 import warnings
@@ -26,7 +29,7 @@ from engine import ExecutionConfig
 from engine.signal import Signal, parse_signal
 from marketdata.candles import Candles, load_candles
 from marketdata.synthetic import demo_signals
-from simulator.backtest import BacktestRunner
+from simulator.parallel import default_workers, run_backtest
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_CANDLES = ROOT.parent / "shared" / "data" / "BTCUSDT-1m-2023-03-01--2023-03-21.binanceus.csv"
@@ -65,10 +68,10 @@ def account_balances(count: int) -> dict[str, float]:
 
 
 # ---------------------------------------------------------------------------------------------- ours
-def run_ours(candles: Candles, signals: list[Signal], balances: dict[str, float]):
+def run_ours(candles: Candles, signals: list[Signal], balances: dict[str, float], workers: int):
+    """Our backtest on ``workers`` processes: starting them, sending the data and merging the shards is timed."""
     config = ExecutionConfig(leverage=LEVERAGE, position_size_pct=POSITION_PCT)
-    runner = BacktestRunner([candles], signals, balances, config, taker_fee=COMMISSION)
-    return runner.run()
+    return run_backtest([candles], signals, balances, config, workers=workers, taker_fee=COMMISSION)
 
 
 # ---------------------------------------------------------------------------------------------- theirs
@@ -115,17 +118,61 @@ def run_theirs(frame, candles: Candles, signals: list[Signal]):
 
 
 # ---------------------------------------------------------------------------------------------- main
+def _cpu() -> float:
+    """CPU seconds of this process and of its finished worker processes."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def best_of(runs: int, fn):
-    """Best wall-clock time of ``runs`` calls (perf_counter), that run's CPU time, and the last result."""
+    """Best wall-clock time of ``runs`` calls (perf_counter), that run's CPU time (workers' included), the last
+    result."""
     best, cpu, result = float("inf"), 0.0, None
     for _ in range(runs):
         gc.collect()
-        t0, c0 = time.perf_counter(), time.process_time()
+        t0, c0 = time.perf_counter(), _cpu()
         result = fn()
-        wall, used = time.perf_counter() - t0, time.process_time() - c0
+        wall, used = time.perf_counter() - t0, _cpu() - c0
         if wall < best:
             best, cpu = wall, used
     return best, cpu, result
+
+
+def fresh_process(args: argparse.Namespace, accounts: int) -> dict | None:
+    """Our side alone in a new process (as `fanout backtest` runs): its time, and the resident memory of it and
+    its workers together, sampled every 50 ms with psutil (RSS summed, and PSS, which counts a page shared by
+    forked processes once), plus each process's exact peak (getrusage)."""
+    try:
+        import psutil
+    except ImportError:
+        print("memory    skipped: psutil is not installed")
+        return None
+    cmd = [sys.executable, __file__, "--child", "--ours-only", "--runs", "1", "--accounts", str(accounts),
+           "--workers", str(args.workers), "--signals", str(args.signals), "--candles", str(args.candles)]
+    proc = psutil.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    rss = pss = 0
+    while proc.poll() is None:
+        now_rss = now_pss = 0
+        try:
+            tree = [proc, *proc.children(recursive=True)]
+        except psutil.Error:
+            break
+        for p in tree:
+            try:
+                m = p.memory_full_info()
+            except psutil.Error:
+                continue
+            now_rss += m.rss
+            now_pss += m.pss
+        rss, pss = max(rss, now_rss), max(pss, now_pss)
+        time.sleep(0.05)
+    out = proc.stdout.read()
+    if proc.wait() != 0:
+        print(f"fresh run failed: {out}")
+        return None
+    report = json.loads(out.strip().splitlines()[-1])
+    report.update(rss_sum_mb=rss / 2**20, pss_sum_mb=pss / 2**20)
+    return report
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,6 +183,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=3, help="time each side N times, keep the best (default 3)")
     p.add_argument("--ours-only", action="store_true", help="skip backtesting.py (profiling our side)")
     p.add_argument("--dump", metavar="DIR", help="also write our run's trades.csv / summary.json / equity.csv")
+    p.add_argument("--workers", type=int, default=default_workers(),
+                   help=f"our worker processes (default this machine's CPUs: {default_workers()})")
+    p.add_argument("--big", type=int, default=1000, help="accounts of the large run (default 1000, 0: skip it)")
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)  # fresh_process's side
     args = p.parse_args(argv)
 
     if not REAL_CANDLES.exists():
@@ -146,15 +197,22 @@ def main(argv: list[str] | None = None) -> int:
     candles = tile_candles(base, args.candles)
     signals = [parse_signal(d) for d in demo_signals(candles, n=args.signals)]
     balances = account_balances(args.accounts)
+    if args.child:
+        wall, cpu, result = best_of(1, lambda: run_ours(candles, signals, balances, args.workers))
+        me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        print(json.dumps({"wall": wall, "cpu": cpu, "trades": len(result.trades), "self_peak_mb": me.ru_maxrss / 1024,
+                          "worker_peak_mb": kids.ru_maxrss / 1024}))
+        return 0
     print(f"candles   {len(candles):,} x 1m {SYMBOL} ({base.source} tiled, prices chained)")
     print(f"signals   {len(signals):,} (marketdata.synthetic.demo_signals)")
     print(f"machine   {platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} cores, "
-          f"best of {args.runs} run(s)")
+          f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}, best of {args.runs} run(s)")
 
-    ours_s, ours_cpu, result = best_of(args.runs, lambda: run_ours(candles, signals, balances))
+    n = args.workers
+    ours_s, ours_cpu, result = best_of(args.runs, lambda: run_ours(candles, signals, balances, n))
     ok_entries = result.stats.get("successes", 0)
-    print(f"ours      {ours_s:8.2f} s  (cpu {ours_cpu:.2f} s)  {len(balances)} accounts, {len(result.trades):,} trades "
-          f"({ok_entries:,} entries, {len(result.skipped):,} skips)")
+    print(f"ours      {ours_s:8.2f} s  (cpu {ours_cpu:.2f} s, {n} worker{'s' * (n > 1)})  {len(balances)} accounts, "
+          f"{len(result.trades):,} trades ({ok_entries:,} entries, {len(result.skipped):,} skips)")
     if args.dump:
         from analysis.output import write_outputs
 
@@ -167,9 +225,23 @@ def main(argv: list[str] | None = None) -> int:
     theirs_s, theirs_cpu, stats = best_of(args.runs, lambda: run_theirs(frame, candles, signals))
     print(f"theirs    {theirs_s:8.2f} s  (cpu {theirs_cpu:.2f} s)  1 account, {int(stats['# Trades']):,} trades "
           f"(backtesting.py {_version()})")
-    print(f"ratio     {ours_s / theirs_s:8.2f}  (ours / theirs; <= 1 means our {len(balances)} accounts run no "
-          f"slower than their one)")
+    one_s = ours_s
+    if n > 1:
+        one_s, one_cpu, _ = best_of(args.runs, lambda: run_ours(candles, signals, balances, 1))
+        print(f"ours 1    {one_s:8.2f} s  (cpu {one_cpu:.2f} s, 1 process)  {len(balances)} accounts")
+    print(f"ratio     {ours_s / theirs_s:8.2f}  (P1: ours, {n} worker{'s' * (n > 1)} / theirs; <= 1 means our "
+          f"{len(balances)} accounts run no slower than their one)")
+    if n > 1:
+        print(f"ratio 1   {one_s / theirs_s:8.2f}  (ours in one process / theirs)")
     print(compare_largest(result, stats))
+    for accounts in dict.fromkeys([args.accounts, args.big]):
+        if accounts:
+            report = fresh_process(args, accounts)
+            if report:
+                print(f"fresh     {accounts:,} accounts, {n} worker{'s' * (n > 1)}, a new process as the CLI runs: "
+                      f"{report['wall']:.2f} s (cpu {report['cpu']:.2f} s), {report['trades']:,} trades; resident "
+                      f"together {report['rss_sum_mb']:.0f} MB RSS / {report['pss_sum_mb']:.0f} MB PSS (peak, "
+                      f"sampled); largest process {max(report['self_peak_mb'], report['worker_peak_mb']):.0f} MB")
     return 0
 
 

@@ -23,7 +23,7 @@ from marketdata.cache import cache_path
 from marketdata.candles import CandleError, Candles, load_candles
 from marketdata.rules import MarketRules
 from marketdata.synthetic import demo_signals, generate_candles
-from simulator.backtest import BacktestRunner
+from simulator.parallel import default_workers, run_backtest
 
 log = logging.getLogger("fanout.backtest")
 DEMO_SEED = 7
@@ -48,6 +48,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_fee_options(p)
     p.add_argument("--slippage-bps", type=argtypes.SLIPPAGE_BPS, default=0.0,
                    help="market-fill slippage in basis points (0..1000)")
+    p.add_argument("--workers", type=argtypes.whole(low=1), default=None, metavar="N",
+                   help="worker processes the accounts are shared out to (default: this machine's CPUs; 1: one "
+                        "process); the output files are the same for any N")
     p.add_argument("--out", metavar="DIR", default="out/backtest", help="output folder (default out/backtest)")
     p.add_argument("--json", action="store_true", help="print summary.json instead of the table")
     p.add_argument("--no-plot", action="store_true", help="skip equity.png")
@@ -102,15 +105,16 @@ def run(args: argparse.Namespace) -> int:
     if note:
         print(f"⚠️  {note}", file=sys.stderr)
     print(f"📈 {origin}: {len(candles):,} candles {candles.timeframe} {candles.symbol}", file=sys.stderr)
-    print(f"📨 {sig_origin}: {len(signals)} signals; {len(balances)} accounts", file=sys.stderr)
+    workers = min(args.workers or default_workers(), len(balances))
+    print(f"📨 {sig_origin}: {len(signals)} signals; {len(balances)} accounts"
+          + (f" on {workers} worker processes" if workers > 1 else ""), file=sys.stderr)
     logging.getLogger("fanout.executor").setLevel(logging.WARNING)
     logging.getLogger("fanout.watcher").setLevel(logging.WARNING)
-    runner = BacktestRunner(
-        [candles], signals, balances, config, fine=[fine] if fine is not None else None, rules=rules,
-        taker_fee=args.taker_fee, maker_fee=args.maker_fee, slippage_bps=args.slippage_bps,
+    result = run_backtest(
+        [candles], signals, balances, config, workers=workers, fine=[fine] if fine is not None else None,
+        rules=rules, taker_fee=args.taker_fee, maker_fee=args.maker_fee, slippage_bps=args.slippage_bps,
         progress=not args.no_progress and sys.stderr.isatty(),
     )
-    result = runner.run()
     summary = write_outputs(result, args.out, plot=not args.no_plot, candles_meta=meta, market_rules=rules.describe())
     if args.json:
         print(json.dumps(summary, indent=2))

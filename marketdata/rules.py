@@ -43,6 +43,10 @@ class MarketRules:
         except FileNotFoundError:
             raise FileNotFoundError(f"market rules snapshot not found: {p}") from None
 
+    def __getstate__(self) -> dict:
+        """Pickled as snapshot and path only (to backtest worker processes): the cached ccxt views are rebuilt."""
+        return {"snapshot": self.snapshot, "path": self.path}
+
     # ---------------------------------------------------------------- what the snapshot is
     @property
     def meta(self) -> dict:

@@ -16,7 +16,7 @@ import gc
 import heapq
 import logging
 import operator
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -96,7 +96,7 @@ class BacktestRunner:
         taker_fee: float = TAKER_FEE,
         maker_fee: float = MAKER_FEE,
         slippage_bps: float = 0.0,
-        progress: bool = False,
+        progress: bool | Callable[[int], None] = False,
         equity_points: int = 2000,
     ) -> None:
         fine_by_symbol = {f.symbol: f for f in (fine or [])}
@@ -126,6 +126,8 @@ class BacktestRunner:
         self._seq = 0
         self._entries: dict[tuple[str, str], AccountResult] = {}
         self._skipped: list[dict] = []
+        self.skip_signal_index: list[int] = []  # the signal (its index in time order) of each skipped row
+        self._signal_index = 0
         self._summaries: list[dict] = []
 
     # ------------------------------------------------------------------ running
@@ -152,14 +154,20 @@ class BacktestRunner:
     async def arun(self) -> BacktestResult:
         with _cyclic_gc_paused():
             bar = None
-            if self.progress:
+            if callable(self.progress):  # a caller's counter (simulator/parallel.py: a worker's share of the bar)
+                done = self.progress
+            elif self.progress:
                 from tqdm import tqdm
 
                 bar = tqdm(total=len(self.signals), unit="signal", desc="backtest", leave=False)
-            for signal in self.signals:
+                done = bar.update
+            else:
+                done = None
+            for i, signal in enumerate(self.signals):
+                self._signal_index = i
                 await self._signal(signal)
-                if bar is not None:
-                    bar.update(1)
+                if done is not None:
+                    done(1)
             if bar is not None:
                 bar.close()
             await self._drain_events(None)
@@ -192,11 +200,15 @@ class BacktestRunner:
                     self._schedule(r.account, signal.symbol, i)
             else:
                 prefix = "" if r.status == SKIPPED else f"{r.status}: "
-                self._skipped.append({"account": r.account, "signal_id": r.signal_id, "reason": prefix + r.reason})
+                self._skip(r.account, r.signal_id, prefix + r.reason)
+
+    def _skip(self, account: str, signal_id: str, reason: str) -> None:
+        self._skipped.append({"account": account, "signal_id": signal_id, "reason": reason})
+        self.skip_signal_index.append(self._signal_index)
 
     def _skip_all(self, signal: Signal, reason: str) -> None:
         for name in self.exchanges:
-            self._skipped.append({"account": name, "signal_id": signal.id, "reason": reason})
+            self._skip(name, signal.id, reason)
 
     def _schedule(self, account: str, symbol: str, start: int, levels: list[Level] | None = None) -> None:
         """Queue the position's next exit candle, with its levels (``levels`` when already known).

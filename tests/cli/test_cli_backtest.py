@@ -62,6 +62,19 @@ def test_demo_is_deterministic_and_writes_every_file(tmp_path, capsys):
     assert "SYNTHETIC" in table and "TOTAL" in table
 
 
+def test_worker_processes_write_the_same_files_as_one_process(tmp_path, capsys):
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert backtest(one, "--no-plot", "--workers", "1") == 0
+    assert backtest(two, "--no-plot", "--workers", "2") == 0
+    assert "3 accounts on 2 worker processes" in capsys.readouterr().err
+    for name in ("trades.csv", "skipped.csv", "equity.csv", "summary.json"):
+        assert (one / name).read_bytes() == (two / name).read_bytes(), name
+    with pytest.raises(SystemExit):
+        backtest(tmp_path / "bad", "--workers", "0")
+    err = capsys.readouterr().err
+    assert "--workers" in err and "whole number" in err and "'0'" in err
+
+
 def test_json_output_is_the_summary(tmp_path, capsys):
     assert backtest(tmp_path / "o", "--no-plot", "--json") == 0
     printed = json.loads(capsys.readouterr().out)
