@@ -11,21 +11,38 @@ the ccxt methods, the venue's fill loop and :meth:`SimulatedAccount.from_state`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, fields
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Self
 
 import ccxt
 
 from simulator.fills import LIQUIDATION, STOP_LOSS, Level, first_hit, levels_for, slipped
-from simulator.records import ClosedPosition, Exit, Position, binance_error, market_order, public
+from simulator.records import ClosedPosition, Exit, MarketOrder, Position, TriggerOrder, binance_error
 
 if TYPE_CHECKING:
     from simulator.venue import SimulatedVenue
 
 _POSITION_FIELDS = frozenset(f.name for f in fields(Position))
 _CLOSED_FIELDS = frozenset(f.name for f in fields(ClosedPosition))
+
+
+class OrderBook(Mapping[str, dict]):
+    """A read-only view of order records by key, each read as the simulator's ccxt-shaped dict (a fresh one)."""
+
+    __slots__ = ("_records",)
+
+    def __init__(self, records: Mapping[str, MarketOrder | TriggerOrder]) -> None:
+        self._records = records
+
+    def __getitem__(self, key: str) -> dict:
+        return self._records[key].ccxt(private=True)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._records)
+
+    def __len__(self) -> int:
+        return len(self._records)
 
 
 class SimulatedAccount:
@@ -36,9 +53,9 @@ class SimulatedAccount:
         self.name = name
         self.wallet = balance
         self.positions: dict[str, Position] = {}
-        self._orders: dict[str, dict] = {}  # regular orders by id
-        self._algo_orders: dict[str, dict] = {}  # trigger orders by algo id
-        self.by_client_id: dict[str, dict] = {}
+        self._orders: dict[str, MarketOrder] = {}  # regular orders by id
+        self._algo_orders: dict[str, TriggerOrder] = {}  # trigger orders by algo id
+        self._by_client_id: dict[str, MarketOrder | TriggerOrder] = {}
         self.leverage: dict[str, int] = {}
         self.margin_mode: dict[str, str] = {}
         self.closed: list[ClosedPosition] = []
@@ -51,13 +68,18 @@ class SimulatedAccount:
 
     @property
     def orders(self) -> Mapping[str, dict]:
-        """Regular (market) orders by id, read-only."""
-        return MappingProxyType(self._orders)
+        """Regular (market) orders by id, read-only, each read as ccxt's dict."""
+        return OrderBook(self._orders)
 
     @property
     def algo_orders(self) -> Mapping[str, dict]:
-        """Trigger (stop / take-profit) orders by algo id, read-only (the simulator's own dicts: ``_kind`` kept)."""
-        return MappingProxyType(self._algo_orders)
+        """Trigger (stop / take-profit) orders by algo id, read-only, each read as ccxt's dict with ``_kind``."""
+        return OrderBook(self._algo_orders)
+
+    @property
+    def by_client_id(self) -> Mapping[str, dict]:
+        """The latest order of each client order id, read-only, as in :attr:`orders` / :attr:`algo_orders`."""
+        return OrderBook(self._by_client_id)
 
     def used_margin(self) -> float:
         return sum(p.margin for p in self.positions.values())
@@ -73,7 +95,7 @@ class SimulatedAccount:
 
     # ---------------------------------------------------------------- fills
     def _fill_market(self, symbol: str, side: str, qty: float, reduce_only: bool, cid: str | None,
-                     price: float | None = None, reason: str | None = None) -> dict:
+                     price: float | None = None, reason: str | None = None) -> MarketOrder:
         buy = side == "buy"
         fill = price if price is not None else slipped(self.venue.price(symbol), buy, self.venue.slippage_bps)
         pos = self.positions.get(symbol)
@@ -107,10 +129,9 @@ class SimulatedAccount:
             self._reduce(symbol, qty, fill, fee, now, reason or "close")
         else:
             self._open(symbol, buy, qty, fill, fee, now, oid, cid)
-        order = market_order(oid=oid, cid=cid, now=now, symbol=symbol, side=side, reduce_only=reduce_only, qty=qty,
-                             fill=fill, notional=notional, fee=fee)
+        order = MarketOrder(oid, cid, now, symbol, side, reduce_only, qty, fill, notional, fee)
         self._orders[oid] = order
-        self.by_client_id[cid] = order
+        self._by_client_id[cid] = order
         return order
 
     def _open(self, symbol: str, buy: bool, qty: float, fill: float, fee: float, now: int, oid: str, cid: str) -> None:
@@ -162,13 +183,13 @@ class SimulatedAccount:
         return closed
 
     # ---------------------------------------------------------------- what the venue's fill loop does here
-    def _open_algo(self) -> list[dict]:
+    def _open_algo(self) -> list[TriggerOrder]:
         """Open trigger orders in creation order, without walking every order ever placed (see ``_open_ids``)."""
         book = self._algo_orders
         out, stale = [], []
         for oid in self._open_ids:
             o = book[oid]
-            if o["status"] == "open":
+            if o.status == "open":
                 out.append(o)
             else:
                 stale.append(oid)
@@ -181,9 +202,9 @@ class SimulatedAccount:
         pos = self.positions[symbol]
         sls, tps = [], []
         for o in self._open_algo():
-            if o["symbol"] != symbol or (o["side"] == "sell") != pos.long:
+            if o.symbol != symbol or (o.side == "sell") != pos.long:
                 continue
-            (sls if o["_kind"] == STOP_LOSS else tps).append((o["triggerPrice"], o["id"]))
+            (sls if o.kind == STOP_LOSS else tps).append((o.trigger, o.id))
         return levels_for(pos.long, stop_loss=sls, take_profit=tps, liquidation=pos.liquidation_price)
 
     def apply_candle(self, symbol: str, t: int, o: float, h: float, low: float, *,
@@ -210,21 +231,18 @@ class SimulatedAccount:
     def fill_trigger(self, algo_id: str, price: float, time_ms: int) -> ClosedPosition | None:
         """A trigger order fires: a reduce-only market order at ``price`` (± slippage); the update is queued."""
         order = self._algo_orders[algo_id]
-        symbol, side = order["symbol"], order["side"]
+        symbol, side = order.symbol, order.side
         pos = self.positions.get(symbol)
         now = int(time_ms)
         if pos is None or pos.long != (side == "sell"):
-            order.update(status="expired", lastTradeTimestamp=now)
-            order["info"]["algoStatus"] = "EXPIRED"
-            self.venue.emit(self.name, public(order))
+            order.status, order.closed_at = "expired", now
+            self.venue.emit(self.name, order.ccxt())
             return None
         before = len(self.closed)
         fill = slipped(price, side == "buy", self.venue.slippage_bps)
-        market = self._fill_market(symbol, side, order["amount"], True, None, price=fill, reason=order["_kind"])
-        order.update(status="closed", filled=market["filled"], remaining=0.0, average=fill, price=fill,
-                     cost=market["cost"], lastTradeTimestamp=now, fee=market["fee"])
-        order["info"].update(algoStatus="FINISHED", actualOrderId=market["id"], triggerTime=now, updateTime=now)
-        self.venue.emit(self.name, public(order))
+        order.fill = self._fill_market(symbol, side, order.qty, True, None, price=fill, reason=order.kind)
+        order.status, order.closed_at = "closed", now
+        self.venue.emit(self.name, order.ccxt())
         return self.closed[-1] if len(self.closed) > before else None
 
     def liquidate(self, symbol: str, price: float, time_ms: int) -> ClosedPosition:
@@ -248,34 +266,33 @@ class SimulatedAccount:
     def _cancel_triggers(self, symbol: str) -> None:
         """The exchange cancels the symbol's open trigger orders (the position is gone); updates are queued."""
         for o in self._open_algo():
-            if o["symbol"] == symbol:
-                o["status"] = "canceled"
-                o["info"]["algoStatus"] = "CANCELED"
-                self.venue.emit(self.name, public(o))
+            if o.symbol == symbol:
+                o.status = "canceled"
+                self.venue.emit(self.name, o.ccxt())
 
     # ---------------------------------------------------------------- trigger orders the ccxt face books
-    def _add_trigger(self, order: dict) -> None:
+    def _add_trigger(self, order: TriggerOrder) -> None:
         """Book a new open trigger order (created by the ccxt face)."""
-        self._algo_orders[order["id"]] = order
-        self.by_client_id[order["clientOrderId"]] = order
-        self._open_ids[order["id"]] = None
+        self._algo_orders[order.id] = order
+        self._by_client_id[order.client_id] = order
+        self._open_ids[order.id] = None
 
     def _open_triggers_on(self, symbol: str, limit: int) -> int:
         """How many trigger orders are open on ``symbol`` — exact from ``limit`` up, else possibly an undercount."""
         if len(self._open_ids) < limit:
             return 0  # the index holds every open trigger order: fewer than ``limit`` on any symbol
-        return sum(1 for o in self._open_algo() if o["symbol"] == symbol)
+        return sum(1 for o in self._open_algo() if o.symbol == symbol)
 
     # ---------------------------------------------------------------- saving and restoring
     def to_state(self) -> dict:
-        """This account as a JSON-ready document (shares the order dicts: serialise it at once)."""
+        """This account as a JSON-ready document."""
         return {
             "wallet": self.wallet,
             "positions": [asdict(p) for p in self.positions.values()],
-            "orders": list(self._orders.values()),
-            "algo_orders": list(self._algo_orders.values()),
-            "client_ids": {cid: ["algo" if self._algo_orders.get(o["id"]) is o else "order", o["id"]]
-                           for cid, o in self.by_client_id.items()},
+            "orders": [o.ccxt(private=True) for o in self._orders.values()],
+            "algo_orders": [o.ccxt(private=True) for o in self._algo_orders.values()],
+            "client_ids": {cid: ["algo" if self._algo_orders.get(o.id) is o else "order", o.id]
+                           for cid, o in self._by_client_id.items()},
             "leverage": self.leverage,
             "margin_mode": self.margin_mode,
             "closed": [asdict(c) for c in self.closed],
@@ -289,19 +306,19 @@ class SimulatedAccount:
         ex = cls(venue, name, float(data["wallet"]))
         ex.positions = {p["symbol"]: Position(**{k: v for k, v in p.items() if k in _POSITION_FIELDS})
                         for p in data["positions"]}
-        ex._orders = {o["id"]: o for o in data["orders"]}
-        ex._algo_orders = {o["id"]: o for o in data["algo_orders"]}
+        ex._orders = {o["id"]: MarketOrder.from_ccxt(o) for o in data["orders"]}
+        ex._algo_orders = {o["id"]: TriggerOrder.from_ccxt(o, ex._orders) for o in data["algo_orders"]}
         client_ids = data.get("client_ids")
         if client_ids is None:  # saved before client_ids were kept: the latest order of each client id
-            ex.by_client_id = {o["clientOrderId"]: o for o in [*data["orders"], *data["algo_orders"]]
-                               if o.get("clientOrderId")}
+            ex._by_client_id = {o.client_id: o for o in [*ex._orders.values(), *ex._algo_orders.values()]
+                                if o.client_id}
         else:
-            ex.by_client_id = {cid: (ex._algo_orders if book == "algo" else ex._orders)[oid]
-                               for cid, (book, oid) in client_ids.items()}
+            ex._by_client_id = {cid: (ex._algo_orders if book == "algo" else ex._orders)[oid]
+                                for cid, (book, oid) in client_ids.items()}
         ex.leverage = {k: int(v) for k, v in data["leverage"].items()}
         ex.margin_mode = dict(data["margin_mode"])
         ex.closed = [ClosedPosition(**{k: v for k, v in c.items() if k in _CLOSED_FIELDS}) for c in data["closed"]]
         ex.realized_pnl = float(data["realized_pnl"])
         ex.fees_paid = float(data["fees_paid"])
-        ex._open_ids = {oid: None for oid, o in ex._algo_orders.items() if o["status"] == "open"}
+        ex._open_ids = {oid: None for oid, o in ex._algo_orders.items() if o.status == "open"}
         return ex

@@ -14,7 +14,7 @@ import ccxt
 
 from simulator.account import SimulatedAccount
 from simulator.fills import STOP_LOSS, TAKE_PROFIT
-from simulator.records import binance_error, iso, public, trigger_order
+from simulator.records import TriggerOrder, binance_error, iso
 
 if TYPE_CHECKING:
     from simulator.venue import SimulatedVenue
@@ -155,8 +155,8 @@ class SimulatedExchange(SimulatedAccount):
             raise binance_error(ccxt.InvalidOrder, -4005, "Quantity greater than max quantity.")
         cid = params.get("clientOrderId")
         if cid is not None:
-            known = self.by_client_id.get(cid)
-            if known is not None and known["status"] == "open":
+            known = self._by_client_id.get(cid)
+            if known is not None and known.status == "open":
                 raise binance_error(ccxt.InvalidOrder, -4116, "ClientOrderId is duplicated.")
         reduce_only = bool(params.get("reduceOnly"))
         sl, tp = params.get("stopLossPrice"), params.get("takeProfitPrice")
@@ -164,7 +164,7 @@ class SimulatedExchange(SimulatedAccount):
             order = self._create_trigger(symbol, side, qty, float(sl if sl is not None else tp),
                                          STOP_LOSS if sl is not None else TAKE_PROFIT, reduce_only, cid, params)
         else:
-            order = self._fill_market(symbol, side, qty, reduce_only, cid)
+            order = self._fill_market(symbol, side, qty, reduce_only, cid).ccxt()
         if self._faults:
             self._fault("create_order", True)
         return order
@@ -185,11 +185,10 @@ class SimulatedExchange(SimulatedAccount):
             raise binance_error(ccxt.InvalidOrder, -4045, "Reach max stop order limit.")
         algo_id = self.venue.next_algo_id()
         cid = cid or f"sim{algo_id}"
-        order = trigger_order(algo_id=algo_id, cid=cid, now=self.venue.now_ms, symbol=symbol,
-                              market_id=self.market(symbol)["id"], side=side, reduce_only=reduce_only, qty=qty,
-                              trigger=trigger, kind=kind, working_type=params.get("workingType", "CONTRACT_PRICE"))
+        order = TriggerOrder(algo_id, cid, self.venue.now_ms, symbol, self.market(symbol)["id"], side, reduce_only,
+                             qty, trigger, kind, params.get("workingType", "CONTRACT_PRICE"))
         self._add_trigger(order)
-        return public(order)
+        return order.ccxt()
 
     # ---------------------------------------------------------------- queries
     async def fetch_order(self, id: str | None, symbol: str | None = None, params: dict | None = None) -> dict:
@@ -199,14 +198,14 @@ class SimulatedExchange(SimulatedAccount):
         book = self._algo_orders if params.get("trigger") else self._orders
         order = None
         if cid is not None:
-            candidate = self.by_client_id.get(cid)
-            if candidate is not None and candidate["id"] in book:
+            candidate = self._by_client_id.get(cid)
+            if candidate is not None and book.get(candidate.id) is candidate:
                 order = candidate
         elif id is not None:
             order = book.get(str(id))
-        if order is None or (symbol is not None and order["symbol"] != symbol):
+        if order is None or (symbol is not None and order.symbol != symbol):
             raise binance_error(ccxt.OrderNotFound, -2013, "Order does not exist.")
-        return public(order)
+        return order.ccxt()
 
     async def cancel_order(self, id: str, symbol: str | None = None, params: dict | None = None) -> dict:
         if self._faults:
@@ -214,18 +213,17 @@ class SimulatedExchange(SimulatedAccount):
         params = params or {}
         book = self._algo_orders if params.get("trigger") else self._orders
         order = book.get(str(id))
-        if order is None or order["status"] != "open" or (symbol is not None and order["symbol"] != symbol):
+        if order is None or order.status != "open" or (symbol is not None and order.symbol != symbol):
             raise binance_error(ccxt.OrderNotFound, -2011, "Unknown order sent.")
-        order["status"] = "canceled"
-        order["info"]["algoStatus" if params.get("trigger") else "status"] = "CANCELED"
-        return public(order)
+        order.status = "canceled"  # only trigger orders are ever open
+        return order.ccxt()
 
     async def fetch_open_orders(self, symbol: str | None = None, since: int | None = None, limit: int | None = None,
                                 params: dict | None = None) -> list[dict]:
         self._fault("fetch_open_orders", False)
         params = params or {}
         book = self._algo_orders if params.get("trigger") else self._orders
-        out = [public(o) for o in book.values() if o["status"] == "open" and (symbol is None or o["symbol"] == symbol)]
+        out = [o.ccxt() for o in book.values() if o.status == "open" and (symbol is None or o.symbol == symbol)]
         return out[-limit:] if limit else out
 
     async def close(self) -> None:

@@ -1,8 +1,10 @@
 """Simulator room: the simulator's records — positions, finished trades, and the ccxt-shaped order dicts it hands out.
 
-Order dicts have ccxt's unified shape (``id``, ``status``, ``average``, ``info`` with Binance's raw fields …) so the
-engine reads a simulated order exactly like a live one. The simulator keeps one private key in its own copies
-(``_kind``: stop_loss / take_profit); :func:`public` strips it from every dict that leaves the simulator.
+Orders are kept as compact records (``MarketOrder``, ``TriggerOrder``) and handed out as fresh dicts in ccxt's
+unified shape (``id``, ``status``, ``average``, ``info`` with Binance's raw fields …, built by :func:`market_order`
+and :func:`trigger_order`), so the engine reads a simulated order exactly like a live one: a backtest places four
+orders per trade, and a dict kept per order was most of a run's memory. The simulator's own view of a trigger order
+adds one private key (``_kind``: stop_loss / take_profit), never in what the engine receives.
 """
 
 from __future__ import annotations
@@ -66,6 +68,91 @@ class Exit(NamedTuple):
     closed: ClosedPosition | None
 
 
+@dataclass(slots=True)
+class MarketOrder:
+    """A filled market order, kept compact: :meth:`ccxt` is the dict ``create_order`` / ``fetch_order`` return."""
+
+    id: str
+    client_id: str
+    time: int
+    symbol: str
+    side: str
+    reduce_only: bool
+    qty: float
+    price: float
+    cost: float
+    fee: float
+    status = "closed"  # a market order fills at once (a class constant: nothing changes it)
+
+    @classmethod
+    def from_ccxt(cls, order: dict) -> MarketOrder:
+        """The record of a dict :meth:`ccxt` made (a saved state)."""
+        return cls(order["id"], order["clientOrderId"], order["timestamp"], order["symbol"], order["side"],
+                   order["reduceOnly"], order["amount"], order["average"], order["cost"], order["fee"]["cost"])
+
+    def ccxt(self, private: bool = False) -> dict:
+        return market_order(oid=self.id, cid=self.client_id, now=self.time, symbol=self.symbol, side=self.side,
+                            reduce_only=self.reduce_only, qty=self.qty, fill=self.price, notional=self.cost,
+                            fee=self.fee)
+
+
+@dataclass(slots=True)
+class TriggerOrder:
+    """A stop-market / take-profit-market (algo) order, kept compact; :meth:`ccxt` is ccxt's dict of it now.
+
+    status: open → closed (it fired: ``fill`` is the reduce-only market order it became), expired (it fired with
+    no position left to reduce) or canceled; ``closed_at``: when it fired or expired.
+    """
+
+    id: str
+    client_id: str
+    time: int
+    symbol: str
+    market_id: str
+    side: str
+    reduce_only: bool
+    qty: float
+    trigger: float
+    kind: str
+    working_type: str
+    status: str = "open"
+    closed_at: int | None = None
+    fill: MarketOrder | None = None
+
+    @classmethod
+    def from_ccxt(cls, order: dict, fills: dict[str, MarketOrder]) -> TriggerOrder:
+        """The record of a dict :meth:`ccxt` made with ``private`` (a saved state); ``fills``: market orders by id."""
+        info = order["info"]
+        fill = fills.get(info.get("actualOrderId")) if order["status"] == "closed" else None
+        return cls(order["id"], order["clientOrderId"], order["timestamp"], order["symbol"], info["symbol"],
+                   order["side"], order["reduceOnly"], order["amount"], order["triggerPrice"], order["_kind"],
+                   info["workingType"], order["status"], order["lastTradeTimestamp"], fill)
+
+    def ccxt(self, private: bool = False) -> dict:
+        """ccxt's dict of this order as it stands; ``private`` keeps the simulator's ``_kind`` key."""
+        order = trigger_order(algo_id=self.id, cid=self.client_id, now=self.time, symbol=self.symbol,
+                              market_id=self.market_id, side=self.side, reduce_only=self.reduce_only, qty=self.qty,
+                              trigger=self.trigger, kind=self.kind, working_type=self.working_type)
+        if not private:
+            del order["_kind"]
+        status = self.status
+        if status == "open":
+            return order
+        info = order["info"]
+        order["status"] = status
+        if status == "closed":
+            fill, now = self.fill, self.closed_at
+            order.update(filled=fill.qty, remaining=0.0, average=fill.price, price=fill.price, cost=fill.cost,
+                         lastTradeTimestamp=now, fee={"cost": fill.fee, "currency": "USDT"})
+            info.update(algoStatus="FINISHED", actualOrderId=fill.id, triggerTime=now, updateTime=now)
+        elif status == "expired":
+            order["lastTradeTimestamp"] = self.closed_at
+            info["algoStatus"] = "EXPIRED"
+        else:
+            info["algoStatus"] = "CANCELED"
+        return order
+
+
 def binance_error(cls: type[Exception], code: int, msg: str) -> Exception:
     """A ccxt exception carrying Binance's error body, as ccxt raises it for a live rejection."""
     return cls("binanceusdm " + json.dumps({"code": code, "msg": msg}, separators=(",", ":")))
@@ -112,15 +199,3 @@ def trigger_order(*, algo_id: str, cid: str, now: int, symbol: str, market_id: s
                  "createTime": now, "updateTime": now, "triggerTime": 0},
         "_kind": kind,
     }
-
-
-PRIVATE_KEYS = ("_kind",)  # every key the simulator adds to its order dicts for itself
-
-
-def public(order: dict) -> dict:
-    """A copy without simulator-private keys (the caller may keep or mutate it)."""
-    out = order.copy()
-    for key in PRIVATE_KEYS:
-        out.pop(key, None)
-    out["info"] = dict(order["info"])
-    return out

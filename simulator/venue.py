@@ -165,8 +165,8 @@ class SimulatedVenue:
     # ---------------------------------------------------------------- saving and restoring
     def to_state(self) -> dict:
         """Everything needed to resume: accounts (wallets, positions, orders, closed trades, leverage), prices,
-        clock, the next order ids and any undelivered order updates. JSON-ready; it shares the simulator's order
-        dicts, so serialise it at once. Fees, slippage and rules are settings, not state."""
+        clock, the next order ids and any undelivered order updates. JSON-ready (fresh order dicts; the undelivered
+        updates are shared: serialise it at once). Fees, slippage and rules are settings, not state."""
         return {
             "version": STATE_VERSION, "now_ms": self.now_ms, "prices": self.prices,
             "accounts": {name: ex.to_state() for name, ex in self.accounts.items()},
