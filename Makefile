@@ -1,4 +1,5 @@
 # fanout: two commands on a fresh machine with Python 3.11 — `make demo` and `make test`.
+# The venv gets the dev tools and the ray extra (~80 MB wheel), so `make test` runs the sweep on a local Ray instance.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -9,7 +10,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,ray]'
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -1,5 +1,5 @@
 """Analysis room: every chart: equity (the backtest's equity.png), drawdown, per account, trades on candles, sizing,
-paper-vs-backtest slippage.
+the sizing sweep's heatmap, paper-vs-backtest slippage.
 
 Charts are matplotlib ``Figure`` objects built without pyplot (no global state, no backend switch): show them in
 Jupyter or ``fig.savefig(path)``. Charts of runs on synthetic candles say SYNTHETIC in the title and across the
@@ -228,6 +228,54 @@ def plot_sizing(study: pd.DataFrame, synthetic: bool = False) -> Figure:
     ax.set_title("final equity (label) and return %", fontsize=10)
     for ax in axes[0]:
         ax.set_xlabel("starting balance (USDT, log scale)")
+    return fig
+
+
+def plot_sweep(cells: pd.DataFrame, synthetic: bool = False) -> Figure:
+    """The sizing sweep's heatmap (analysis/sweep.py): one column per starting balance, one row per combination of
+    the other settings; three panels: final equity (colour: return %), max drawdown %, share of signals skipped."""
+    settings = [a for a in ("leverage", "position_pct", "max_position", "min_rr", "slippage_bps")
+                if cells[a].nunique() > 1] or ["leverage"]
+    row_keys = list(dict.fromkeys(zip(*(cells[a] for a in settings), strict=True)))
+    balances = list(dict.fromkeys(cells["balance"]))
+    units = {"leverage": "{:g}x", "position_pct": "{:g}%", "max_position": "cap ${:g}", "min_rr": "RR≥{:g}",
+             "slippage_bps": "{:g} bps"}
+    labels = [" ".join(units[a].format(v) for a, v in zip(settings, key, strict=True)) for key in row_keys]
+    where = {key: i for i, key in enumerate(row_keys)}
+    col = {b: j for j, b in enumerate(balances)}
+    grids = {m: np.full((len(row_keys), len(balances)), np.nan) for m in ("return_pct", "final_equity",
+                                                                           "max_drawdown_pct", "skipped_share")}
+    for rec in cells.itertuples(index=False):
+        i, j = where[tuple(getattr(rec, a) for a in settings)], col[rec.balance]
+        for m, g in grids.items():
+            g[i, j] = getattr(rec, m)
+    height = max(4.0, 0.28 * len(row_keys) + 2)
+    fig, axes = _figure(f"Sizing sweep: {len(cells)} cells", synthetic, ncols=3, figsize=(16, height))
+    panels = (("return_pct", "final equity (colour: return %)", "RdYlGn", "final_equity"),
+              ("max_drawdown_pct", "max drawdown %", "Reds", "max_drawdown_pct"),
+              ("skipped_share", "share of signals skipped", "Greys", "skipped_share"))
+    annotate = len(cells) <= 400
+    for ax, (metric, title, cmap, text) in zip(axes[0], panels, strict=True):
+        values = grids[metric]
+        if metric == "return_pct":
+            span = float(np.nanmax(np.abs(values))) or 1.0
+            image = ax.imshow(values, cmap=cmap, vmin=-span, vmax=span, aspect="auto")
+        else:
+            image = ax.imshow(values, cmap=cmap, vmin=0, vmax=1 if metric == "skipped_share" else None,
+                              aspect="auto")
+        fig.colorbar(image, ax=ax, shrink=0.8)
+        if annotate:
+            fmt = {"final_equity": "${:,.0f}", "max_drawdown_pct": "{:.1f}", "skipped_share": "{:.0%}"}[text]
+            for (i, j), v in np.ndenumerate(grids[text]):
+                if np.isfinite(v):
+                    dark = metric != "return_pct" and image.norm(values[i, j]) > 0.6
+                    ax.text(j, i, fmt.format(v), ha="center", va="center", fontsize=6,
+                            color="white" if dark else "black")
+        ax.set_xticks(range(len(balances)), [f"${b:,.0f}" for b in balances], rotation=45, fontsize=8)
+        ax.set_yticks(range(len(labels)), labels if ax is axes[0][0] else [""] * len(labels), fontsize=7)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("starting balance")
+        ax.grid(False)
     return fig
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable
+from typing import Any
 
 from engine.signal import SignalError, normalize_symbol
 from fanout.balances import parse_balances
@@ -48,6 +49,27 @@ def whole(*, low: int, high: int | None = None) -> Callable[[str], int]:
         return value
 
     convert.__name__ = "whole number"
+    return convert
+
+
+def values(item: Callable[[str], Any]) -> Callable[[str], list]:
+    """Comma-separated values, each checked by ``item`` (``number(...)``, ``whole(...)``): ``5,10,20``."""
+
+    def convert(text: str) -> list:
+        parts = [p.strip() for p in text.split(",")]
+        if not any(parts):
+            raise argparse.ArgumentTypeError(f"give at least one value, got {text!r}")
+        out = []
+        for part in parts:
+            try:
+                out.append(item(part))
+            except argparse.ArgumentTypeError as exc:
+                raise argparse.ArgumentTypeError(f"value {part!r}: {exc}") from None
+        if len(set(out)) != len(out):
+            raise argparse.ArgumentTypeError(f"repeats a value: {text!r}")
+        return out
+
+    convert.__name__ = "list of values"
     return convert
 
 

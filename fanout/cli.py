@@ -17,6 +17,7 @@ from fanout.errors import report, secret_values
 # Each module defines register(subparsers) which adds its sub-command and sets ``func=handler(args) -> int``.
 COMMAND_MODULES = [
     "fanout.cmd_backtest",
+    "fanout.cmd_sweep",
     "fanout.cmd_signal",
     "fanout.cmd_run",
     "fanout.cmd_accounts",

@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from analysis import format_table, write_outputs
@@ -36,13 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("backtest", help="backtest signals on simulated accounts (no arguments: offline demo)",
                        description="Backtest signals over candles on simulated Binance USDⓈ-M accounts. With no "
                                    "arguments, runs the bundled demo offline.")
-    p.add_argument("--candles", metavar="PATH", help="candles CSV/Parquet (default: data/cache, else synthetic)")
-    p.add_argument("--fine-candles", metavar="PATH", help="finer candles (e.g. 1m under 1h) to order intra-candle hits")
-    p.add_argument("--symbol", type=argtypes.symbol, default=DEMO_SYMBOL,
-                   help=f"symbol of the candles / cache (default {DEMO_SYMBOL})")
-    p.add_argument("--timeframe", type=argtypes.timeframe, default="1m",
-                   help="timeframe of the cached candles to read (default 1m)")
-    p.add_argument("--signals", metavar="PATH", help="signals CSV or JSON lines (default: bundled demo signals)")
+    add_data_options(p)
     add_balance_options(p)
     add_sizing_options(p)
     add_fee_options(p)
@@ -56,6 +51,58 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-plot", action="store_true", help="skip equity.png")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
+
+
+def add_data_options(p: argparse.ArgumentParser) -> None:
+    """--candles, --fine-candles, --symbol, --timeframe, --signals (backtest and sweep)."""
+    p.add_argument("--candles", metavar="PATH", help="candles CSV/Parquet (default: data/cache, else synthetic)")
+    p.add_argument("--fine-candles", metavar="PATH", help="finer candles (e.g. 1m under 1h) to order intra-candle hits")
+    p.add_argument("--symbol", type=argtypes.symbol, default=DEMO_SYMBOL,
+                   help=f"symbol of the candles / cache (default {DEMO_SYMBOL})")
+    p.add_argument("--timeframe", type=argtypes.timeframe, default="1m",
+                   help="timeframe of the cached candles to read (default 1m)")
+    p.add_argument("--signals", metavar="PATH", help="signals CSV or JSON lines (default: bundled demo signals)")
+
+
+@dataclass(frozen=True, slots=True)
+class Inputs:
+    """What a backtest replays: candles (and finer ones), signals, the market rules, and where they came from."""
+
+    candles: Candles
+    fine: Candles | None
+    signals: list
+    rules: MarketRules
+    meta: dict  # how to find the candles again (summary.json)
+
+
+def load_inputs(args: argparse.Namespace, accounts: int) -> Inputs:
+    """Read and check the candles, signals and rules of ``args`` (add_data_options), saying on stderr what they
+    are; a refusal raises before anything runs."""
+    candles, origin, meta = _candles(args)
+    fine = load_candles(args.fine_candles, symbol=candles.symbol) if args.fine_candles else None
+    rules = MarketRules.load()
+    rules.check_symbols([candles.symbol])
+    if args.signals:
+        signals = read_signals(args.signals)
+        sig_origin = f"signals from {args.signals}"
+        if not signals:
+            raise ValueError(f"--signals {args.signals}: no signals in the file")
+    else:
+        signals = read_signals(paths.demo_signals_file())
+        sig_origin = f"bundled demo signals {paths.demo_signals_file()}"
+        t0, t1 = int(candles.time[0]), int(candles.time[-1])
+        if not any(t0 <= s.time <= t1 for s in signals):
+            from engine.signal import parse_signal
+
+            signals = [parse_signal(d) for d in demo_signals(candles)]
+            sig_origin = f"demo signals derived from the candles ({len(signals)}; bundled ones are outside them)"
+    print(f"📏 market rules: snapshot {rules.name} ({rules.path})", file=sys.stderr)
+    note = rules.fallback_note([candles.symbol])
+    if note:
+        print(f"⚠️  {note}", file=sys.stderr)
+    print(f"📈 {origin}: {len(candles):,} candles {candles.timeframe} {candles.symbol}", file=sys.stderr)
+    print(f"📨 {sig_origin}: {len(signals)} signals; {accounts} accounts", file=sys.stderr)
+    return Inputs(candles, fine, signals, rules, meta)
 
 
 def _candles(args: argparse.Namespace) -> tuple[Candles, str, dict]:
@@ -82,32 +129,11 @@ def run(args: argparse.Namespace) -> int:
     """Everything is read and checked before the run starts: a refusal (the CLI's error line) writes nothing."""
     balances = balances_from_args(args)
     config = config_from_args(args)
-    candles, origin, meta = _candles(args)
-    fine = load_candles(args.fine_candles, symbol=candles.symbol) if args.fine_candles else None
-    rules = MarketRules.load()
-    rules.check_symbols([candles.symbol])
-    if args.signals:
-        signals = read_signals(args.signals)
-        sig_origin = f"signals from {args.signals}"
-        if not signals:
-            raise ValueError(f"--signals {args.signals}: no signals in the file")
-    else:
-        signals = read_signals(paths.demo_signals_file())
-        sig_origin = f"bundled demo signals {paths.demo_signals_file()}"
-        t0, t1 = int(candles.time[0]), int(candles.time[-1])
-        if not any(t0 <= s.time <= t1 for s in signals):
-            from engine.signal import parse_signal
-
-            signals = [parse_signal(d) for d in demo_signals(candles)]
-            sig_origin = f"demo signals derived from the candles ({len(signals)}; bundled ones are outside them)"
-    print(f"📏 market rules: snapshot {rules.name} ({rules.path})", file=sys.stderr)
-    note = rules.fallback_note([candles.symbol])
-    if note:
-        print(f"⚠️  {note}", file=sys.stderr)
-    print(f"📈 {origin}: {len(candles):,} candles {candles.timeframe} {candles.symbol}", file=sys.stderr)
     workers = min(args.workers or default_workers(), len(balances))
-    print(f"📨 {sig_origin}: {len(signals)} signals; {len(balances)} accounts"
-          + (f" on {workers} worker processes" if workers > 1 else ""), file=sys.stderr)
+    data = load_inputs(args, len(balances))
+    if workers > 1:
+        print(f"⚙️  {len(balances)} accounts on {workers} worker processes", file=sys.stderr)
+    candles, fine, signals, rules, meta = data.candles, data.fine, data.signals, data.rules, data.meta
     logging.getLogger("fanout.executor").setLevel(logging.WARNING)
     logging.getLogger("fanout.watcher").setLevel(logging.WARNING)
     result = run_backtest(

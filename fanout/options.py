@@ -10,19 +10,24 @@ from fanout import argtypes
 from fanout.balances import DEFAULT_BALANCES, parse_balances, read_accounts_file
 from simulator.fills import MAKER_FEE, TAKER_FEE
 
+_SIZING_OPTIONS = (  # flag, type, help
+    ("--leverage", argtypes.LEVERAGE, "leverage 1..125 (default 20)"),
+    ("--position-pct", argtypes.number(low=0, high=100, low_open=True), "margin as %% of available balance (default 2)"),
+    ("--max-position", argtypes.number(low=0, low_open=True), "margin cap per trade in USDT (default 100)"),
+    ("--min-balance", argtypes.number(low=0), "skip accounts below this balance (default 10)"),
+    ("--daily-loss-pct", argtypes.number(low=0, high=100, high_open=True),
+     "daily realised-loss limit in %% of equity (default 5, 0=off)"),
+    ("--max-open", argtypes.whole(low=0), "max open positions per account (default 5, 0=off)"),
+    ("--min-rr", argtypes.number(low=0), "minimum reward:risk of a signal (default 0=off)"),
+)
 
-def add_sizing_options(p: argparse.ArgumentParser) -> None:
+
+def add_sizing_options(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    """The sizing / risk flags (``skip``: flags the command defines otherwise, as ``fanout sweep``'s grid axes)."""
     g = p.add_argument_group("sizing and risk (defaults from the design document)")
-    g.add_argument("--leverage", type=argtypes.LEVERAGE, help="leverage 1..125 (default 20)")
-    g.add_argument("--position-pct", type=argtypes.number(low=0, high=100, low_open=True),
-                   help="margin as %% of available balance (default 2)")
-    g.add_argument("--max-position", type=argtypes.number(low=0, low_open=True),
-                   help="margin cap per trade in USDT (default 100)")
-    g.add_argument("--min-balance", type=argtypes.number(low=0), help="skip accounts below this balance (default 10)")
-    g.add_argument("--daily-loss-pct", type=argtypes.number(low=0, high=100, high_open=True),
-                   help="daily realised-loss limit in %% of equity (default 5, 0=off)")
-    g.add_argument("--max-open", type=argtypes.whole(low=0), help="max open positions per account (default 5, 0=off)")
-    g.add_argument("--min-rr", type=argtypes.number(low=0), help="minimum reward:risk of a signal (default 0=off)")
+    for flag, kind, text in _SIZING_OPTIONS:
+        if flag not in skip:
+            g.add_argument(flag, type=kind, help=text)
 
 
 def add_balance_options(p: argparse.ArgumentParser, default: str | None = DEFAULT_BALANCES) -> None:
