@@ -125,19 +125,19 @@ async def build_live(env: Mapping[str, str], config: ExecutionConfig, notifier: 
         raise ValueError("no accounts configured: set BINANCE_API_KEY / BINANCE_API_SECRET in production.env "
                          "or add database accounts with `fanout accounts add`")
     api_url = env.get("BINANCE_API_URL") or None
-    lock = await hold(database_url(env), "live", standby=standby,
-                      poll_seconds=standby_poll)
-    try:
+    async with contextlib.AsyncExitStack() as undo:  # a failure from here on gives back what was taken, lock last
+        lock = await hold(database_url(env), "live", standby=standby, poll_seconds=standby_poll)
+        undo.callback(lock.release)
         accounts = await create_live_exchanges(selection.accounts, demo=demo, api_url=api_url)
-    except BaseException:
-        lock.release()
-        raise
-    print(live_banner(accounts, demo=demo, api_url=api_url, config=config, source=selection.source), flush=True)
-    journal = Journal(database_url(env))
-    executor = MultiAccountExecutor(accounts, config, notifier=notifier, ledger=saved_ledger(journal, "live"))
-    primary = next((a for a in accounts if selection.fallback and a.name == selection.fallback.name), None)
-    session = LiveSession(executor, fallback_account=primary, reconcile=reconcile, unprotected=unprotected)
-    service = TradingService(mode="live", executor=executor, journal=journal, session=session,
-                             tick_interval=tick_interval)
-    await service.start()
+        undo.push_async_callback(close_all, accounts)
+        print(live_banner(accounts, demo=demo, api_url=api_url, config=config, source=selection.source), flush=True)
+        journal = Journal(database_url(env))
+        undo.callback(journal.close)
+        executor = MultiAccountExecutor(accounts, config, notifier=notifier, ledger=saved_ledger(journal, "live"))
+        primary = next((a for a in accounts if selection.fallback and a.name == selection.fallback.name), None)
+        session = LiveSession(executor, fallback_account=primary, reconcile=reconcile, unprotected=unprotected)
+        service = TradingService(mode="live", executor=executor, journal=journal, session=session,
+                                 tick_interval=tick_interval)
+        await service.start()
+        undo.pop_all()  # started: the Runtime owns it all now
     return Runtime("live", accounts, executor, service, journal, notifier, [partial(close_all, accounts)], lock=lock)
