@@ -1,4 +1,9 @@
-"""Market-data room: which Binance USDⓈ-M venue a ccxt instance talks to (production, demo trading, or a URL override)."""
+"""Market-data room: which Binance USDⓈ-M venue a ccxt instance talks to (production, demo trading, or a URL override).
+
+REST: ``BINANCE_API_URL`` replaces the base of every USDⓈ-M endpoint. The user-data stream (a ccxt.pro
+instance's ``urls['api']['ws']['linear']``): ``BINANCE_WS_URL`` when set, else derived from ``BINANCE_API_URL``
+(``http`` → ``ws``, ``https`` → ``wss``, same host, port and prefix), so one local stand-in serves both.
+"""
 
 from __future__ import annotations
 
@@ -32,6 +37,33 @@ def normalize_api_url(api_url: str, field: str = "BINANCE_API_URL") -> str:
     return text.rstrip("/")
 
 
+def normalize_ws_url(ws_url: str, field: str = "BINANCE_WS_URL") -> str:
+    """Validate a websocket base (``ws(s)://host[:port][/prefix]``) and return it without a trailing slash."""
+    text = (ws_url or "").strip()
+    scheme = urlsplit(text).scheme
+    if scheme not in ("ws", "wss"):
+        raise ValueError(f"{field} must start with ws:// or wss:// and name a host, e.g. ws://127.0.0.1:8080")
+    as_http = normalize_api_url("http" + text[len("ws"):] if scheme == "ws" else "https" + text[len("wss"):], field)
+    return ("ws" if scheme == "ws" else "wss") + as_http[as_http.index("://"):]
+
+
+def derive_ws_url(api_url: str) -> str:
+    """The websocket base beside a REST override: ``http://h:p/x`` → ``ws://h:p/x``, ``https`` → ``wss``."""
+    base = normalize_api_url(api_url)
+    return ("wss" if base.startswith("https://") else "ws") + base[base.index("://"):]
+
+
+def override_ws_url(exchange: Any, ws_url: str) -> str:
+    """Point a ccxt.pro binanceusdm's USDⓈ-M streams at ``ws_url`` (ccxt adds ``/private/ws?listenKey=…``)."""
+    base = normalize_ws_url(ws_url)
+    urls = exchange.urls["api"].get("ws")
+    if not isinstance(urls, dict) or "linear" not in urls:
+        raise RuntimeError("this ccxt instance has no USDⓈ-M websocket URL (urls['api']['ws']['linear'])")
+    exchange.urls["api"] = dict(exchange.urls["api"])
+    exchange.urls["api"]["ws"] = dict(urls) | {"linear": base + "/ws"}
+    return base
+
+
 def _is_usdm(key: str) -> bool:
     """ccxt's entries for USDⓈ-M REST paths: fapiPublic, fapiPrivate(V2/V3), fapiData ..."""
     return key.startswith("fapi")
@@ -57,11 +89,12 @@ def override_api_url(exchange: Any, api_url: str) -> dict[str, str]:
     return rewritten
 
 
-def select_venue(exchange: Any, *, demo: bool, api_url: str | None) -> str:
+def select_venue(exchange: Any, *, demo: bool, api_url: str | None, ws_url: str | None = None) -> str:
     """Configure ``exchange`` for the venue and return a label for logs (a host name, never a key).
 
     demo: Binance demo trading (``enable_demo_trading``; the old futures testnet is gone).
     api_url: replaces the base of every USDⓈ-M endpoint, after the demo switch (a relay in front of either).
+    ws_url: the user-data stream's base (ccxt.pro instances); default derived from ``api_url`` when that is set.
     """
     if demo:
         if not hasattr(exchange, "enable_demo_trading"):
@@ -69,6 +102,11 @@ def select_venue(exchange: Any, *, demo: bool, api_url: str | None) -> str:
         exchange.enable_demo_trading(True)
     if api_url:
         override_api_url(exchange, api_url)
+    if isinstance(exchange.urls["api"].get("ws"), dict):
+        if ws_url:
+            override_ws_url(exchange, ws_url)
+        elif api_url:
+            override_ws_url(exchange, derive_ws_url(api_url))
     return usdm_host(exchange)
 
 

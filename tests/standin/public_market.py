@@ -49,10 +49,11 @@ class MarketStandIn(StandIn):
             raise ValueError(f"the candle series starts after now={self.now}")
         return begun[-1][1]
 
-    def _authenticate(self, request: web.Request, raw_body: str) -> StandInAccount | None:  # type: ignore[override]
+    def _authenticate(self, request: web.Request, raw_body: str,  # type: ignore[override]
+                      *, signed: bool = True) -> StandInAccount | None:
         if (request.method, request.path) in MARKET:
             return None  # public market data: no key, no signature
-        return super()._authenticate(request, raw_body)
+        return super()._authenticate(request, raw_body, signed=signed)
 
     def _route(self, method: str, path: str, p: dict, acct: StandInAccount | None) -> tuple[int, Any]:
         if (method, path) == ("GET", "/fapi/v1/klines"):

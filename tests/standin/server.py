@@ -1,10 +1,13 @@
-"""Tests room: a stateful Binance USDⓈ-M stand-in (aiohttp) that ccxt talks to while cassettes are recorded.
+"""Tests room: a stateful Binance USDⓈ-M stand-in (aiohttp) that ccxt talks to, over HTTP and a websocket.
 
 It answers the endpoints the live path uses with the bodies of tests/standin/bodies.py, checks the API key and
 the HMAC signature like Binance, keeps per-account balance, isolated positions, market orders and algo (trigger)
 orders, and can be told to fail: ``fail(...)`` queues a rejection with a Binance error code, a lost reply (the
 order is placed, the answer arrives after the client's timeout), a lost request (never placed) or an
-"execution status unknown" error after placing. Never used by the test suite itself: tests replay cassettes.
+"execution status unknown" error after placing. It applies Binance's rate limits (tests/standin/limits.py:
+request weight per IP, orders per account, 429 with Retry-After, 418 bans, the headers) on its ``clock``, and
+pushes the user-data stream (tests/standin/user_data.py). ``latency_s`` delays every answer (benchmarks).
+Cassettes are recorded against it; tests that need the websocket or the limits run it on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -24,11 +27,14 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from tests.standin import bodies
+from tests.standin import bodies, user_data
+from tests.standin.limits import IpLimits
+from tests.standin.user_data import UserDataStreams
 
 log = logging.getLogger("fanout.standin")
 
 PUBLIC = {("GET", "/fapi/v1/exchangeInfo"), ("GET", "/fapi/v1/time")}
+LISTEN_KEY = "/fapi/v1/listenKey"  # API key only, no signature (Binance's USER_STREAM security)
 TAKER_FEE = 0.0005
 DEFAULT_LEVERAGE = 20
 REJECT, LOST_REPLY, LOST_REQUEST, UNKNOWN_STATUS = "reject", "lost_reply", "lost_request", "unknown_status"
@@ -76,7 +82,8 @@ class StandIn:
     """The stand-in venue: market rules, mark prices, accounts, queued faults and the aiohttp app."""
 
     def __init__(self, *, prices: dict[str, float], advertised_min_notional: dict[str, str] | None = None,
-                 mark_after_first_fill: dict[str, float] | None = None) -> None:
+                 mark_after_first_fill: dict[str, float] | None = None, clock: Any = None,
+                 latency_s: float = 0.0, limits: dict | None = None) -> None:
         self.rules = bodies.load_rules()
         self.marks = dict(prices)
         self.advertised_min_notional = advertised_min_notional or {}
@@ -87,7 +94,10 @@ class StandIn:
         self.unknown: list[str] = []
         self._ids = itertools.count(4_000_000_001)
         self._algo_ids = itertools.count(1_000_001)
-        self._weight = 0
+        self.clock = clock or _WallClock()
+        self.latency_s = latency_s
+        self.limits = IpLimits(self.clock, **(limits or {}))
+        self.streams = UserDataStreams(_now)
         self._runner: web.AppRunner | None = None
 
     # ------------------------------------------------------------------ setup
@@ -103,9 +113,11 @@ class StandIn:
 
     def cancel_algos(self, name: str, order_type: str) -> None:
         """Out-of-band: the account's open trigger orders of this type disappear (cancelled in the app)."""
-        for algo in self.account(name).algos.values():
+        acct = self.account(name)
+        for algo in acct.algos.values():
             if algo["algoStatus"] == "NEW" and algo["orderType"] == order_type:
                 algo.update(algoStatus="CANCELED", updateTime=_now())
+                self._push_algo(acct, algo)
 
     def close_position(self, name: str, sid: str) -> None:
         """Out-of-band: the account's position is closed at market (e.g. by hand in the app)."""
@@ -118,7 +130,7 @@ class StandIn:
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
+        site = web.TCPSite(self._runner, host, port, backlog=2048)  # hundreds of accounts connect at once
         await site.start()
         bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         return f"http://{host}:{bound}"
@@ -161,26 +173,36 @@ class StandIn:
                 if algo["symbol"] != sid or algo["algoStatus"] != "NEW":
                     continue
                 if _crossed(algo["orderType"], algo["side"], price, algo["triggerPrice"]):
+                    algo.update(algoStatus="TRIGGERED", triggerTime=_now(), updateTime=_now())
+                    self._push_algo(acct, algo)
                     try:
                         order = self._market(acct, sid, algo["side"], algo["quantity"], True, f"trig{algo['algoId']}")
                     except StandInError:
                         algo.update(algoStatus="EXPIRED", updateTime=_now())
+                        self._push_algo(acct, algo)
                         continue
-                    now = _now()
                     algo.update(algoStatus="FINISHED", actualOrderId=order["orderId"], actualPrice=order["avgPrice"],
-                                triggerTime=now, updateTime=now)
+                                updateTime=_now())
+                    self._push_algo(acct, algo)
 
     # ------------------------------------------------------------------ http
-    async def _handle(self, request: web.Request) -> web.Response:
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
         method, path = request.method, request.path
+        if method == "GET" and self.streams.is_stream(path):
+            return await self.streams.serve(request)
         raw_body = await request.text()
         params = dict(parse_qsl(request.query_string, keep_blank_values=True))
         params.update(dict(parse_qsl(raw_body, keep_blank_values=True)))
-        self._weight += 1
         acct: StandInAccount | None = None
+        claimed = self.accounts.get(request.headers.get("X-MBX-APIKEY", ""))
+        verdict = self.limits.check(claimed.name if claimed else "-", method, path, params)
+        headers = dict(verdict.headers)
         try:
+            if verdict.status is not None:
+                status, body = verdict.status, verdict.body
+                raise _Answered()
             if (method, path) not in PUBLIC:
-                acct = self._authenticate(request, raw_body)
+                acct = self._authenticate(request, raw_body, signed=path != LISTEN_KEY)
             self.log.append((acct.name if acct else "-", method, path,
                              {k: v for k, v in params.items() if k not in ("signature", "timestamp")}))
             fault = self._take_fault(method, path, acct.name if acct else "-", params)
@@ -196,16 +218,21 @@ class StandIn:
                 raise StandInError(fault.code or -1007)
         except StandInError as exc:
             status, body = exc.status, exc.body
-        headers = {"X-MBX-USED-WEIGHT-1M": str(self._weight)}
-        if status == 429:
-            headers["Retry-After"] = "1"
+            if status == 429:
+                headers["Retry-After"] = "1"
+        except _Answered:
+            pass
+        if self.latency_s:
+            await asyncio.sleep(self.latency_s)
         return web.Response(status=status, text=json.dumps(body, separators=(",", ":")),
                             content_type="application/json", headers=headers)
 
-    def _authenticate(self, request: web.Request, raw_body: str) -> StandInAccount:
+    def _authenticate(self, request: web.Request, raw_body: str, *, signed: bool = True) -> StandInAccount:
         acct = self.accounts.get(request.headers.get("X-MBX-APIKEY", ""))
         if acct is None:
             raise StandInError(-2015)
+        if not signed:
+            return acct
         payload, signature = _unsigned(request.query_string), None
         for part in (request.query_string, raw_body):
             for k, v in parse_qsl(part, keep_blank_values=True):
@@ -243,6 +270,9 @@ class StandIn:
             ("GET", "/fapi/v1/algoOrder"): self._query_algo,
             ("DELETE", "/fapi/v1/algoOrder"): self._cancel_algo,
             ("GET", "/fapi/v1/openAlgoOrders"): self._open_algos,
+            ("POST", LISTEN_KEY): lambda p, a: self.streams.listen_key("POST", a.name),
+            ("PUT", LISTEN_KEY): lambda p, a: self.streams.listen_key("PUT", a.name),
+            ("DELETE", LISTEN_KEY): lambda p, a: self.streams.listen_key("DELETE", a.name),
         }.get((method, path))
         if handler is None:
             self.unknown.append(f"{method} {path}")
@@ -306,6 +336,8 @@ class StandIn:
         top = max(int(b["initialLeverage"]) for b in self._brackets(sid))
         if not 1 <= lev <= top:
             raise StandInError(-4028)
+        if acct.leverage.get(sid, DEFAULT_LEVERAGE) != lev:
+            self.streams.push(acct.name, user_data.config_event(sid, lev, now=_now()))
         acct.leverage[sid] = lev
         cap = self._max_notional(sid, lev)
         return {"leverage": lev, "maxNotionalValue": str(int(cap)) if cap.is_integer() else str(cap), "symbol": sid}
@@ -353,8 +385,9 @@ class StandIn:
                 raise StandInError(-2019)
         now = _now()
         acct.wallet -= fee
+        realized = 0.0
         if reduce_only:
-            self._reduce(acct, sid, qty, mark)
+            realized = self._reduce(acct, sid, qty, mark)
         else:
             self._open(acct, sid, qty if buy else -qty, mark, lev, now)
         price_dec, qty_dec = self._decimals(sid)
@@ -366,6 +399,9 @@ class StandIn:
         }
         acct.orders[oid] = order
         acct.update_time = now
+        self._push_account(acct, sid)  # before the order's events, so a client that saw the fill saw the balance
+        for event in user_data.order_events(order, fee=fee, realized=realized, now=now):
+            self.streams.push(acct.name, event)
         if not reduce_only and sid in self.mark_after_first_fill:
             self.marks[sid] = self.mark_after_first_fill.pop(sid)
         return order
@@ -391,18 +427,19 @@ class StandIn:
         pos["maintMargin"] = q * self.marks[pos["symbol"]] * mmr - cum
         pos["breakEven"] = e * (1 + side * 2 * TAKER_FEE)
 
-    def _reduce(self, acct: StandInAccount, sid: str, qty: float, price: float) -> None:
+    def _reduce(self, acct: StandInAccount, sid: str, qty: float, price: float) -> float:
         pos = acct.positions[sid]
         part = qty / abs(pos["amt"])
         pnl = (price - pos["entryPrice"]) * qty * (1 if pos["amt"] > 0 else -1)
         acct.wallet += pnl
         if part >= 1 - 1e-12:
             del acct.positions[sid]
-            return
+            return pnl
         pos["isolatedWallet"] *= 1 - part
         pos["amt"] -= math.copysign(qty, pos["amt"])
         pos["updateTime"] = _now()
         self._refresh(pos)
+        return pnl
 
     def _query_order(self, p: dict, acct: StandInAccount) -> dict:
         for o in acct.orders.values():
@@ -430,6 +467,7 @@ class StandIn:
             "createTime": now, "updateTime": now, "triggerTime": 0, "price_decimals": price_dec, "qty_decimals": qty_dec,
         }
         acct.algos[aid] = algo
+        self._push_algo(acct, algo)
         return bodies.algo_body(algo)
 
     def _find_algo(self, p: dict, acct: StandInAccount) -> dict | None:
@@ -449,11 +487,40 @@ class StandIn:
         if algo is None or algo["algoStatus"] != "NEW":
             raise StandInError(-2011)
         algo.update(algoStatus="CANCELED", updateTime=_now())
+        self._push_algo(acct, algo)
         return {"algoId": algo["algoId"], "clientAlgoId": algo["clientAlgoId"], "code": "200", "msg": "success"}
+
+    # ------------------------------------------------------------------ user-data stream
+    def _push_algo(self, acct: StandInAccount, algo: dict) -> None:
+        self.streams.push(acct.name, user_data.algo_event(algo, now=_now()))
+
+    def _push_account(self, acct: StandInAccount, sid: str) -> None:
+        pos = acct.positions.get(sid)
+        row = {"s": sid, "pa": "0", "ep": "0", "bep": "0", "cr": "0", "up": "0", "mt": "isolated", "iw": "0",
+               "ps": "BOTH", "ma": "USDT"}
+        if pos is not None:
+            mark, pnl, _ = self._pos_numbers(pos)
+            row.update(pa=f"{pos['amt']:.{pos['qty_decimals']}f}", ep=f"{pos['entryPrice']:.1f}",
+                       bep=f"{pos['breakEven']:.8f}", up=bodies.f8(pnl), iw=bodies.f8(pos["isolatedWallet"]))
+        isolated = sum(x["isolatedWallet"] for x in acct.positions.values())
+        self.streams.push(acct.name, user_data.account_event(wallet=acct.wallet, cross=acct.wallet - isolated,
+                                                             positions=[row], now=_now()))
 
     def _open_algos(self, p: dict, acct: StandInAccount) -> list[dict]:
         return [bodies.algo_body(a, query=True) for a in acct.algos.values()
                 if a["algoStatus"] == "NEW" and p.get("symbol") in (None, a["symbol"])]
+
+
+class _Answered(Exception):
+    """The rate limits answered the request already (429 / 418)."""
+
+
+class _WallClock:
+    def time(self) -> float:
+        return time.time()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
 
 
 def _crossed(order_type: str, side: str, price: float, trigger: float) -> bool:
