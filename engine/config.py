@@ -20,6 +20,10 @@ class ExecutionConfig:
     min_reward_risk: reject signals whose reward:risk is below this (MIN_REWARD_RISK, 0 = off).
     margin_mode: 'isolated' (the only mode the liquidation model assumes).
     working_type: trigger price of stops, MARK_PRICE or CONTRACT_PRICE.
+    resume_max_age_s: after a restart, an entry that was never sent is still sent if its signal arrived at most
+        this many seconds ago (RESUME_MAX_AGE_SECONDS, 300); older, it is recorded "expired after restart".
+    resume_max_drift_pct: ... and if the last price lies between the stop and the target and at most this
+        fraction from the signal's entry (RESUME_MAX_DRIFT_PCT, 0.01 = 1%).
     """
 
     position_size_pct: float = 0.02
@@ -31,6 +35,8 @@ class ExecutionConfig:
     min_reward_risk: float = 0.0
     margin_mode: str = "isolated"
     working_type: str = "MARK_PRICE"
+    resume_max_age_s: float = 300.0
+    resume_max_drift_pct: float = 0.01
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -63,6 +69,8 @@ class ExecutionConfig:
             "MAX_OPEN_POSITIONS": ("max_open_positions", int),
             "MIN_REWARD_RISK": ("min_reward_risk", float),
             "WORKING_TYPE": ("working_type", str),
+            "RESUME_MAX_AGE_SECONDS": ("resume_max_age_s", float),
+            "RESUME_MAX_DRIFT_PCT": ("resume_max_drift_pct", lambda v: float(v) / 100),
         }
         kwargs = {}
         for var, (name, conv) in names.items():

@@ -1,17 +1,19 @@
-"""The multi-account executor: one signal, every account concurrently, each isolated from the others' failures."""
+"""Engine room: the multi-account executor — one signal, every account concurrently, each isolated from the
+others' failures; every order sent once (engine/orders.py), journaled, and a position never left without a stop."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Iterable
 from typing import Any
 
 from engine.config import ExecutionConfig
-from engine.errors import describe, is_order_not_found, is_outcome_unknown, is_transient
-from engine.ids import client_order_id
-from engine.ports import Account, Notifier, NullNotifier
-from engine.results import FAILED, SKIPPED, SUCCESS, AccountResult, ExecutionStats, SignalSummary
+from engine.errors import describe, is_outcome_unknown, is_rejected
+from engine.orders import NotRecorded, OrderRef, OrderSender, OrderStateUnknown
+from engine.ports import Account, ExecutionJournal, Notifier, NullNotifier
+from engine.results import FAILED, SKIPPED, SUCCESS, UNKNOWN, AccountResult, ExecutionStats, SignalSummary
+from engine.resume import ResumeMixin
 from engine.risk import (
     RiskLedger,
     RiskRejection,
@@ -21,23 +23,24 @@ from engine.risk import (
 )
 from engine.signal import Signal
 from engine.sizing import SizingSkip, size_position
-from engine.watcher import Bracket, BracketWatcher
+from engine.watcher import TRIGGER, Bracket, BracketWatcher, Watch
 
 log = logging.getLogger("fanout.executor")
+__all__ = ["MultiAccountExecutor", "OrderStateUnknown"]
 
 
-class OrderStateUnknown(Exception):
-    """An order was sent, the reply was lost, and looking it up by client order id failed too."""
-
-
-class MultiAccountExecutor:
+class MultiAccountExecutor(ResumeMixin):
     """Executes signals on every account concurrently.
 
     Per account: balance → minimums → risk → sizing → isolated margin → leverage → market entry →
     reduce-only stop-loss → reduce-only take-profit → notification. A failure on one account (any exception)
     becomes that account's result; the others carry on. If the stop cannot be placed after the entry filled,
-    the position is closed at market. Margin mode and leverage are set once per account and symbol and
-    remembered.
+    the position is closed at market. An entry whose fate stays unknown is settled by the account's position
+    (filled: protected as usual) or left ``unknown`` with a watch on the symbol. Margin mode and leverage are set
+    once per account and symbol and remembered.
+
+    journal: where order states and account outcomes are written as they happen (None: nowhere, e.g. backtests).
+    retries, retry_delay, lookup_attempts, receive_window: see engine/orders.py ``OrderSender``.
     """
 
     def __init__(
@@ -48,9 +51,12 @@ class MultiAccountExecutor:
         notifier: Notifier | None = None,
         watcher: BracketWatcher | None = None,
         ledger: RiskLedger | None = None,
+        journal: ExecutionJournal | None = None,
         quote: str = "USDT",
         retries: int = 3,
         retry_delay: float = 0.5,
+        lookup_attempts: int = 7,
+        receive_window: float = 10.0,
         notify_timeout: float = 10.0,
     ) -> None:
         self.accounts = list(accounts)
@@ -62,13 +68,21 @@ class MultiAccountExecutor:
         self.watcher = watcher if watcher is not None else BracketWatcher(self.accounts, notifier=self.notifier)
         self.ledger = ledger or RiskLedger()
         self.quote = quote
-        self.retries = retries
-        self.retry_delay = retry_delay
+        self.orders = OrderSender(journal=journal, retries=retries, retry_delay=retry_delay,
+                                  lookup_attempts=lookup_attempts, receive_window=receive_window)
         self.notify_timeout = notify_timeout
         self.stats = ExecutionStats()
         self._leverage_set: dict[tuple[str, str], int] = {}
         self._margin_mode_set: set[tuple[str, str]] = set()
         self._tiers: dict[tuple[str, str], list[dict]] = {}
+
+    @property
+    def journal(self) -> ExecutionJournal | None:
+        return self.orders.journal
+
+    @journal.setter
+    def journal(self, journal: ExecutionJournal | None) -> None:
+        self.orders.journal = journal
 
     # ------------------------------------------------------------------ public
     async def execute(self, signal: Signal, accounts: Iterable[Account] | None = None) -> SignalSummary:
@@ -82,19 +96,26 @@ class MultiAccountExecutor:
             rejection = str(exc)
         if rejection is not None:
             results = [self._result(a, signal, SKIPPED, rejection) for a in targets]
+            for r in results:
+                await self._record_outcome(r)
         else:
             outcomes = await asyncio.gather(*(self._guarded(a, signal) for a in targets), return_exceptions=True)
             results = [
                 o if isinstance(o, AccountResult) else self._result(a, signal, FAILED, describe(o))
                 for a, o in zip(targets, outcomes, strict=True)
             ]
-        for r in results:
+        return await self._summarise(signal, results)
+
+    async def _summarise(self, signal: Signal, results: list[AccountResult], note: str = "",
+                         counted: list[AccountResult] | None = None) -> SignalSummary:
+        """Stats (``counted``: the results new to them, default all), the 📊 line and the summary alert."""
+        for r in results if counted is None else counted:
             self.stats.record(r)
         summary = SignalSummary(signal_id=signal.id, symbol=signal.symbol, side=signal.side, results=results)
         log.info(
-            "📊 %s %s %s: %d/%d succeeded, margin $%.2f, notional $%.2f, quantity %g",
+            "📊 %s %s %s: %d/%d succeeded, margin $%.2f, notional $%.2f, quantity %g%s",
             signal.id, signal.display_symbol, signal.side, summary.succeeded, summary.total,
-            summary.total_margin, summary.total_notional, summary.total_quantity,
+            summary.total_margin, summary.total_notional, summary.total_quantity, note,
         )
         if self.notifier.enabled:
             await self._notify(self.notifier.signal_summary(signal, summary))
@@ -113,13 +134,29 @@ class MultiAccountExecutor:
                 result.reason = f"unexpected error after sizing: {describe(exc)}"
             else:
                 result = self._result(account, signal, FAILED, describe(exc))
+        return await self._finish(account, signal, result)
+
+    async def _finish(self, account: Account, signal: Signal, result: AccountResult) -> AccountResult:
+        """Log, journal and alert one account's outcome."""
         if result.status == SUCCESS:
             log.info("✅ %s: $%.2f margin, %g %s", account.name, result.margin, result.quantity, signal.display_symbol)
         elif result.status == SKIPPED:
             log.info("⏭️ %s skipped: %s", account.name, result.reason)
+        elif result.status == UNKNOWN:
+            log.error("❓ %s: %s", account.name, result.reason)
+        await self._record_outcome(result)
         if self.notifier.enabled:
             await self._notify(self.notifier.account_executed(signal, result))
         return result
+
+    async def _record_outcome(self, result: AccountResult) -> None:
+        journal = self.orders.journal
+        if journal is None:
+            return
+        try:
+            await journal.record_outcome(result)
+        except Exception as exc:  # noqa: BLE001 — the signal stays unfinished: a restart settles it
+            log.error("❌ journal: outcome of %s not recorded: %s", result.account, describe(exc))
 
     async def _execute_account(
         self, account: Account, signal: Signal, partial: list[AccountResult] | None = None
@@ -178,130 +215,170 @@ class MultiAccountExecutor:
             return result
 
         # stop and target prices before the entry: nothing between the entry fill and the stop may fail
-        sl_price = float(ex.price_to_precision(symbol, signal.stop_loss))
-        tp_price = float(ex.price_to_precision(symbol, signal.take_profit))
-        result.stop_loss, result.take_profit = sl_price, tp_price
+        result.stop_loss = float(ex.price_to_precision(symbol, signal.stop_loss))
+        result.take_profit = float(ex.price_to_precision(symbol, signal.take_profit))
 
-        entry_cid = client_order_id(signal.id, account.name, "E")
+        ref = OrderRef(signal.id, account.name, symbol, "E")
         result.entry_sent = True
         try:
-            entry = await self._send(
-                ex, symbol, entry_cid, False,
+            entry = await self.orders.send(
+                ex, ref,
                 lambda: ex.create_order(symbol, "market", signal.order_side, sizing.quantity, None,
-                                        {"clientOrderId": entry_cid}),
+                                        {"clientOrderId": ref.cid}),
+                amount=sizing.quantity, price=signal.entry, margin=sizing.margin, notional=sizing.notional,
+                leverage=leverage,
             )
+        except NotRecorded as exc:
+            result.entry_sent = False
+            result.reason = f"entry not sent: {exc}"
+            return result
+        except OrderStateUnknown as exc:
+            return await self._entry_unknown(account, signal, result, exc)
         except Exception as exc:
             result.reason = f"entry order failed: {describe(exc)}"
+            if is_outcome_unknown(exc):  # looked up and not found; a late arrival is still swept
+                self._watch(account, signal, result, f"entry {describe(exc)}")
             return result
-        filled = float(entry.get("filled") or sizing.quantity)
-        result.quantity = filled
+        self._filled(result, entry, signal)
+        return await self._protect(account, signal, result)
+
+    @staticmethod
+    def _filled(result: AccountResult, entry: dict, signal: Signal) -> None:
+        result.quantity = float(entry.get("filled") or result.quantity)
         result.fill_price = _price(entry) or signal.entry
         result.entry_order_id = str(entry.get("id"))
         result.fee = _fee(entry)
 
-        sl_cid = client_order_id(signal.id, account.name, "SL")
-        try:
-            sl = await self._send(
-                ex, symbol, sl_cid, True,
-                lambda: ex.create_order(symbol, "market", signal.exit_side, filled, None, {
-                    "stopLossPrice": sl_price, "reduceOnly": True, "workingType": cfg.working_type,
-                    "clientOrderId": sl_cid,
-                }),
-            )
-        except Exception as exc:
-            return await self._emergency_close(account, signal, result, filled, exc)
-        result.stop_loss_order_id = str(sl.get("id"))
+    async def _entry_unknown(self, account: Account, signal: Signal, result: AccountResult,
+                             cause: Exception) -> AccountResult:
+        """The entry may exist and could not be looked up: the account's position tells whether it filled."""
+        position = await self._position(account, signal)
+        if position is not None:
+            result.quantity = abs(float(position["contracts"]))
+            result.fill_price = float(position.get("entryPrice") or 0) or None
+            log.warning("⚠️ %s: entry reply lost and not found by id, but the position is there: protecting it",
+                        account.name)
+            return await self._protect(account, signal, result, note=f"entry found by its position ({describe(cause)})")
+        result.status = UNKNOWN
+        result.reason = (f"entry state unknown ({describe(cause)}); {signal.display_symbol} is watched and "
+                         f"protected if it filled")
+        self._watch(account, signal, result, "entry state unknown")
+        return result
 
-        tp_cid = client_order_id(signal.id, account.name, "TP")
-        warning = ""
+    async def _position(self, account: Account, signal: Signal) -> dict | None:
+        """The account's open position on the signal's symbol in its direction; None if none or unreadable."""
         try:
-            tp = await self._send(
-                ex, symbol, tp_cid, True,
-                lambda: ex.create_order(symbol, "market", signal.exit_side, filled, None, {
-                    "takeProfitPrice": tp_price, "reduceOnly": True, "workingType": cfg.working_type,
-                    "clientOrderId": tp_cid,
-                }),
-            )
-            result.take_profit_order_id = str(tp.get("id"))
-        except Exception as exc:
-            warning = f"take-profit not placed (stop-loss is in place): {describe(exc)}"
-            log.warning("⚠️ %s: %s", account.name, warning)
+            positions = await account.exchange.fetch_positions([signal.symbol])
+        except Exception as exc:  # noqa: BLE001 — unknown stays unknown; the watcher looks again
+            log.warning("%s: position of %s unreadable: %s", account.name, signal.symbol, describe(exc))
+            return None
+        want = "long" if signal.side == "LONG" else "short"
+        for p in positions:
+            if p.get("symbol") == signal.symbol and abs(float(p.get("contracts") or 0)) > 0 \
+                    and (p.get("side") or "long") == want:
+                return p
+        return None
+
+    async def _protect(self, account: Account, signal: Signal, result: AccountResult, *, stop: dict | None = None,
+                       target: dict | None = None, note: str = "") -> AccountResult:
+        """The entry filled (``result.quantity`` at ``result.fill_price``): the reduce-only stop-loss, then the
+        take-profit, at the signal's prices; ``stop`` / ``target``: legs already placed (found after a restart)."""
+        ex = account.exchange
+        symbol, filled = signal.symbol, result.quantity
+        sl_price, tp_price = result.stop_loss, result.take_profit
+        if stop is None:
+            ref = OrderRef(signal.id, account.name, symbol, "SL")
+            try:
+                stop = await self.orders.send(
+                    ex, ref,
+                    lambda: ex.create_order(symbol, "market", signal.exit_side, filled, None, {
+                        "stopLossPrice": sl_price, "reduceOnly": True, "workingType": self.config.working_type,
+                        "clientOrderId": ref.cid,
+                    }),
+                    amount=filled, price=sl_price,
+                )
+            except Exception as exc:
+                return await self._emergency_close(account, signal, result, exc)
+        result.stop_loss_order_id = str(stop.get("id"))
+
+        warning = ""
+        if target is None:
+            ref = OrderRef(signal.id, account.name, symbol, "TP")
+            try:
+                target = await self.orders.send(
+                    ex, ref,
+                    lambda: ex.create_order(symbol, "market", signal.exit_side, filled, None, {
+                        "takeProfitPrice": tp_price, "reduceOnly": True, "workingType": self.config.working_type,
+                        "clientOrderId": ref.cid,
+                    }),
+                    amount=filled, price=tp_price,
+                )
+            except Exception as exc:
+                warning = f"take-profit not placed (stop-loss is in place): {describe(exc)}"
+                log.warning("⚠️ %s: %s", account.name, warning)
+        if target is not None:
+            result.take_profit_order_id = str(target.get("id"))
 
         result.status = SUCCESS
-        result.reason = warning
+        result.reason = "; ".join(x for x in (note, warning) if x)
         self.watcher.track(Bracket(
             account=account.name, symbol=symbol, side=signal.side, quantity=filled, signal_id=signal.id,
-            entry_price=result.fill_price, stop_loss=sl_price, take_profit=tp_price,
+            entry_price=result.fill_price or signal.entry, stop_loss=sl_price, take_profit=tp_price,
             stop_loss_id=result.stop_loss_order_id, take_profit_id=result.take_profit_order_id,
         ))
         return result
 
     # ----------------------------------------------------------------- helpers
-    async def _emergency_close(
-        self, account: Account, signal: Signal, result: AccountResult, filled: float, cause: Exception
-    ) -> AccountResult:
-        """The entry filled but no stop could be placed: close the position at market, reduce-only."""
+    async def _emergency_close(self, account: Account, signal: Signal, result: AccountResult,
+                               cause: Exception) -> AccountResult:
+        """The entry filled but no stop could be placed: close the position at market, reduce-only. When the stop's
+        own fate is unknown (it may exist), every reduce-only order left on the symbol is cancelled, and the
+        symbol stays watched until a late order could no longer land."""
         ex = account.exchange
-        cid = client_order_id(signal.id, account.name, "X")
+        symbol = signal.symbol
+        ref = OrderRef(signal.id, account.name, symbol, "X")
         log.error("🚨 %s: stop-loss failed after entry (%s); closing at market", account.name, describe(cause))
         try:
-            await self._send(
-                ex, signal.symbol, cid, False,
-                lambda: ex.create_order(signal.symbol, "market", signal.exit_side, filled, None,
-                                        {"reduceOnly": True, "clientOrderId": cid}),
+            await self.orders.send(
+                ex, ref,
+                lambda: ex.create_order(symbol, "market", signal.exit_side, result.quantity, None,
+                                        {"reduceOnly": True, "clientOrderId": ref.cid}),
+                amount=result.quantity,
             )
             result.closed = True
             result.reason = f"stop-loss rejected, position closed at market: {describe(cause)}"
+            if not is_rejected(cause):
+                await self._cancel_reduce_only(account, signal)
+                self._watch(account, signal, result, "stop-loss state unknown, position closed")
         except Exception as exc:
             result.reason = (
                 f"STOP-LOSS REJECTED AND EMERGENCY CLOSE FAILED, position open without stop: "
                 f"{describe(cause)}; close: {describe(exc)}"
             )
+            self._watch(account, signal, result, "emergency close failed")
         await self._notify(self.notifier.event(f"🚨 Stop-loss failed - {account.name}", result.reason))
         return result
 
-    async def _send(
-        self, ex: Any, symbol: str, cid: str, trigger: bool, call: Callable[[], Awaitable[dict]]
-    ) -> dict:
-        """Send an order without ever duplicating it.
+    async def _cancel_reduce_only(self, account: Account, signal: Signal) -> None:
+        """Cancel every open reduce-only trigger order on the signal's symbol (the position is closed)."""
+        ex = account.exchange
+        try:
+            for o in await ex.fetch_open_orders(signal.symbol, None, None, dict(TRIGGER)):
+                if o.get("reduceOnly") and o.get("symbol") == signal.symbol:
+                    await ex.cancel_order(str(o["id"]), signal.symbol, dict(TRIGGER))
+                    log.info("🧹 %s: cancelled reduce-only %s left by the emergency close", account.name, o["id"])
+        except Exception as exc:  # noqa: BLE001 — the watch set by the caller sweeps them next round
+            log.warning("%s: reduce-only orders of %s not cleared yet: %s", account.name, signal.symbol,
+                        describe(exc))
 
-        Rate-limit rejections are retried with the same client order id. After a timeout or a 5xx the order's
-        state is unknown: it is looked up by client order id first and resent only if the exchange says it does
-        not exist (a filled market order is no longer "open", so Binance would accept the same id again).
-        """
-        for attempt in range(self.retries + 1):
-            try:
-                return await call()
-            except Exception as exc:
-                if is_outcome_unknown(exc):
-                    # the order may exist even on the last attempt: look before giving up or resending
-                    params = {"clientOrderId": cid, "trigger": True} if trigger else {"clientOrderId": cid}
-                    found = await self._lookup(ex, symbol, params)
-                    if found is not None:
-                        return found
-                elif not is_transient(exc):
-                    raise
-                if attempt >= self.retries:
-                    raise
-                if is_transient(exc):
-                    await asyncio.sleep(self.retry_delay * (2**attempt))
-        raise AssertionError("unreachable")
-
-    async def _lookup(self, ex: Any, symbol: str, params: dict) -> dict | None:
-        """Find an order by client order id; None when the exchange says it does not exist."""
-        last: Exception | None = None
-        attempts = max(1, self.retries)  # at least one look, even with retries=0
-        await asyncio.sleep(self.retry_delay)  # let an order still in flight land before asking for it
-        for attempt in range(attempts):
-            try:
-                return await ex.fetch_order(None, symbol, dict(params))
-            except Exception as exc:
-                if is_order_not_found(exc):
-                    return None
-                last = exc
-                if attempt + 1 < attempts:
-                    await asyncio.sleep(self.retry_delay * (2**attempt))
-        raise OrderStateUnknown(f"order {params['clientOrderId']} state unknown after timeout: {describe(last)}")
+    def _watch(self, account: Account, signal: Signal, result: AccountResult, reason: str) -> None:
+        """Have the watcher sweep this symbol every round, at least until a request still in flight could land."""
+        self.watcher.watch(Watch(
+            account=account.name, symbol=signal.symbol, side=signal.side, signal_id=signal.id,
+            stop_loss=result.stop_loss if result.stop_loss is not None else signal.stop_loss,
+            take_profit=result.take_profit if result.take_profit is not None else signal.take_profit,
+            until_ms=account.exchange.milliseconds() + int(self.orders.receive_window * 1000), reason=reason,
+        ))
 
     async def _leverage_tiers(self, account: Account, symbol: str) -> list[dict]:
         """Leverage brackets of one account and symbol, fetched once and remembered."""

@@ -1,5 +1,5 @@
-"""Engine room: the ports — the Exchange (ccxt's unified async API, a subset) and the Notifier the engine calls,
-and the StateStore and Session a running mode (paper or live) is built from.
+"""Engine room: the ports — the Exchange (ccxt's unified async API, a subset), the Notifier and the ExecutionJournal
+the engine calls, and the StateStore and Session a running mode (paper or live) is built from.
 
 The engine talks to an exchange only through these methods, with ccxt's names, arguments and return shapes, so
 a ``ccxt.async_support.binanceusdm`` instance fits unchanged and the simulator mirrors it.
@@ -19,6 +19,7 @@ a ``ccxt.async_support.binanceusdm`` instance fits unchanged and the simulator m
 | ``fetch_order(id, symbol, params)``      | state lookup by client order id after a timeout       |
 | ``cancel_order(id, symbol, params)``     | cancelling the sibling of a filled stop / target      |
 | ``fetch_open_orders(symbol, since, limit, params)`` | watcher / reconciliation                   |
+| ``fetch_ticker(symbol)``                 | the last price, when a signal is resumed after a restart |
 
 Stop-loss and take-profit orders are trigger (algo) orders: fetch / cancel them with ``{'trigger': True}``.
 """
@@ -28,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from engine.results import SignalSummary
+from engine.results import AccountResult, OrderEvent, SignalSummary
 from engine.signal import Signal
 
 
@@ -71,6 +72,8 @@ class Exchange(Protocol):
     async def fetch_open_orders(
         self, symbol: str | None = None, since: int | None = None, limit: int | None = None, params: dict | None = None
     ) -> list[dict]: ...
+
+    async def fetch_ticker(self, symbol: str, params: dict | None = None) -> dict: ...
 
 
 class Notifier(Protocol):
@@ -116,6 +119,18 @@ class Account:
 
     name: str
     exchange: Exchange = field(repr=False)
+
+
+class ExecutionJournal(Protocol):
+    """Where the executor writes each order's life and each account's outcome as they happen (storage/journal.py
+    behind fanout's TradingService; backtests have none). Write-ahead: an order's ``intent`` is recorded before its
+    request, and a failure to record it means the order is not sent. After a crash, the journal says which
+    orders may exist: they are looked up by client order id, never sent twice (engine/resume.py).
+    """
+
+    async def record_order(self, event: OrderEvent) -> None: ...
+
+    async def record_outcome(self, result: AccountResult) -> None: ...
 
 
 class StateStore(Protocol):

@@ -8,13 +8,21 @@ from dataclasses import asdict, dataclass, field
 SUCCESS = "success"
 SKIPPED = "skipped"
 FAILED = "failed"
+UNKNOWN = "unknown"  # the entry may exist but could not be looked up: settled later (final outcomes: the other three)
+
+# The life of one order (OrderEvent.state), in order: recorded before the request, then one of the last two.
+INTENT = "intent"  # about to be sent: from now on it may exist at the venue
+SENT = "sent"  # a request may have reached the venue (its reply was lost): being looked up
+ACKNOWLEDGED = "acknowledged"  # the venue has it (order_id)
+REJECTED = "failed"  # the venue refused it, or it was looked up and does not exist
 
 
 @dataclass(slots=True, kw_only=True)
 class AccountResult:
     """What happened on one account for one signal.
 
-    status: success | skipped (a rule said no; nothing sent) | failed (an exchange call failed).
+    status: success | skipped (a rule said no; nothing sent) | failed (an exchange call failed) | unknown (the
+        entry may exist but could not be looked up; the watcher protects the symbol and the service settles it).
     reason: why it was skipped or failed; warnings such as a missing take-profit on success.
     closed: True when the entry filled but the stop could not be placed, so the position was closed at market.
     entry_sent: True once the entry order was handed to the exchange (it may exist even if the reply was lost).
@@ -46,8 +54,38 @@ class AccountResult:
     def ok(self) -> bool:
         return self.status == SUCCESS
 
+    @property
+    def final(self) -> bool:
+        """True once the outcome is settled (anything but ``unknown``)."""
+        return self.status != UNKNOWN
+
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderEvent:
+    """One step in the life of one order of one account, recorded through the ExecutionJournal port.
+
+    leg: E (entry), SL, TP or X (emergency close); client_order_id: its deterministic id (engine/ids.py).
+    state: intent | sent | acknowledged | failed (the constants above).
+    order_id: the venue's id once acknowledged. amount, price: what was asked (price: the trigger of SL / TP).
+    margin, notional, leverage: the sizing, on the entry's intent (a resumed entry's executions row reuses it).
+    detail: the error of a sent or failed order.
+    """
+
+    signal_id: str
+    account: str
+    leg: str
+    state: str
+    client_order_id: str
+    order_id: str | None = None
+    amount: float | None = None
+    price: float | None = None
+    margin: float | None = None
+    notional: float | None = None
+    leverage: int | None = None
+    detail: str = ""
 
 
 @dataclass(slots=True, kw_only=True)

@@ -96,3 +96,16 @@ def check_stop_vs_liquidation(signal: Signal, sizing: Sizing, tiers: list[dict] 
             f"stop loss {signal.stop_loss:g} lies beyond the liquidation price {liq:,.2f} at {sizing.leverage}x"
         )
     return liq
+
+
+def check_resume_price(signal: Signal, price: float, config: ExecutionConfig) -> None:
+    """Before a signal's entry is sent after a restart: the last price must lie strictly between its stop and its
+    target, and at most ``resume_max_drift_pct`` from its entry; raises :class:`RiskRejection` naming both."""
+    low, high = sorted((signal.stop_loss, signal.take_profit))
+    if not low < price < high:
+        raise RiskRejection(f"price {price:g} is no longer between the stop {signal.stop_loss:g} and the target "
+                            f"{signal.take_profit:g}")
+    drift = abs(price - signal.entry) / signal.entry
+    if drift > config.resume_max_drift_pct + 1e-12:
+        raise RiskRejection(f"price {price:g} is {drift:.2%} from the entry {signal.entry:g} "
+                            f"(at most {config.resume_max_drift_pct:.2%}, RESUME_MAX_DRIFT_PCT)")

@@ -21,6 +21,7 @@ from fanout.balances import DEFAULT_BALANCES, parse_balances
 from fanout.env_values import env_flag, env_seconds
 from fanout.service import TradingService, saved_ledger
 from simulator.fills import TAKER_FEE
+from storage.crash_points import VARIABLE as CRASH_VARIABLE
 from storage.database import database_url
 from storage.instance_lock import InstanceLock, hold
 from storage.journal import Journal
@@ -68,7 +69,7 @@ async def build_paper(env: Mapping[str, str], config: ExecutionConfig, notifier:
     from simulator.paper_session import PaperSession, resume_venue
 
     tick_interval = env_seconds(env, "PAPER_POLL_SECONDS", 5)
-    journal = Journal(database_url(env))
+    journal = Journal(database_url(env), crash_at=env.get(CRASH_VARIABLE))
     wanted = balances or parse_balances(env.get("PAPER_BALANCES") or DEFAULT_BALANCES, variable="PAPER_BALANCES")
     rules = MarketRules.load()
     venue = resume_venue(journal, rules, wanted, taker_fee=taker_fee, slippage_bps=slippage_bps)
@@ -131,7 +132,7 @@ async def build_live(env: Mapping[str, str], config: ExecutionConfig, notifier: 
         accounts = await create_live_exchanges(selection.accounts, demo=demo, api_url=api_url)
         undo.push_async_callback(close_all, accounts)
         print(live_banner(accounts, demo=demo, api_url=api_url, config=config, source=selection.source), flush=True)
-        journal = Journal(database_url(env))
+        journal = Journal(database_url(env), crash_at=env.get(CRASH_VARIABLE))
         undo.callback(journal.close)
         executor = MultiAccountExecutor(accounts, config, notifier=notifier, ledger=saved_ledger(journal, "live"))
         primary = next((a for a in accounts if selection.fallback and a.name == selection.fallback.name), None)

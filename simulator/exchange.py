@@ -226,5 +226,12 @@ class SimulatedExchange(SimulatedAccount):
         out = [o.ccxt() for o in book.values() if o.status == "open" and (symbol is None or o.symbol == symbol)]
         return out[-limit:] if limit else out
 
+    async def fetch_ticker(self, symbol: str, params: dict | None = None) -> dict:
+        """The venue's last price of ``symbol`` (ccxt's ticker shape, the fields the engine reads)."""
+        self._fault("fetch_ticker", False)
+        price = self.venue.price(symbol)
+        ts = self.venue.now_ms
+        return {"symbol": symbol, "last": price, "close": price, "timestamp": ts, "datetime": iso(ts)}
+
     async def close(self) -> None:
         return None

@@ -1,10 +1,21 @@
-"""Storage room: the execution journal (SQLite / PostgreSQL via DATABASE_URL): processed signals, per-account executions, state.
+"""Storage room: the execution journal (SQLite / PostgreSQL via DATABASE_URL): each signal's life, each order's
+life, per-account executions, state.
 
-Both paper and live record here, so a restart never executes a signal twice: a signal id is claimed in
-``processed_signals`` before any order is sent, and every account's outcome lands in ``executions``.
-Paper mode also keeps the simulated venue's state under ``state`` (a JSON document per key), and
-``instance_lock`` names the bot holding the database (storage/instance_lock.py). The tables are the ``journal``
-schema component (storage/schema.py): a new table or column is one more :class:`Step` in ``JOURNAL``.
+Both paper and live record here, so a signal is executed exactly once across crashes:
+
+- ``processed_signals``: a signal is journaled on arrival (status ``received``), ``claimed`` before any order,
+  ``done`` once every account has a final outcome. A restart resumes every signal not done (engine/resume.py).
+- ``order_intents``: per signal, account and leg (E, SL, TP, X) the order's state — ``intent`` written before its
+  request, then ``sent`` (reply lost), ``acknowledged`` or ``failed``: which orders may exist after a crash.
+- ``executions``: every account's outcome, written as soon as the account is done (and updated when an
+  ``unknown`` one is settled).
+- ``state``: JSON documents (the paper venue, brackets, risk ledger); ``instance_lock``: the bot holding the
+  database (storage/instance_lock.py).
+
+Order states and outcomes are written through :class:`~storage.writer.GroupWriter` (awaited, group-committed on
+one thread); the rest synchronously. ``crash_at`` (FANOUT_CRASH_AT, storage/crash_points.py) ends the process
+before a named write, for the crash harness. The tables are the ``journal`` schema component (storage/schema.py):
+a new table or column is one more :class:`Step` in ``JOURNAL``.
 """
 
 from __future__ import annotations
@@ -31,9 +42,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from engine.results import AccountResult
+from engine.results import AccountResult, OrderEvent
+from storage.crash_points import CrashPoints
 from storage.database import DEFAULT_DATABASE_URL, display_url, open_engine, sqlite_file_missing
-from storage.schema import Component, Step, create_table, ensure_schema, widen_to_text
+from storage.schema import Component, Step, add_column, create_table, ensure_schema, widen_to_text
+from storage.writer import GroupWriter
 
 log = logging.getLogger("fanout.storage")
 metadata = MetaData()
@@ -47,7 +60,9 @@ processed_signals = Table(
     Column("received_at", Float, nullable=False),
     Column("succeeded", Integer),
     Column("total", Integer),
+    Column("status", String(16), nullable=False, server_default="done"),  # received | claimed | done
 )
+RECEIVED, CLAIMED, DONE = "received", "claimed", "done"
 
 executions = Table(
     "executions", metadata,
@@ -79,6 +94,24 @@ state = Table(
     Column("updated_at", Float, nullable=False),
 )
 
+order_intents = Table(
+    "order_intents", metadata,
+    Column("signal_id", String(64), primary_key=True),
+    Column("account", Text, primary_key=True),
+    Column("leg", String(4), primary_key=True),  # E, SL, TP, X (engine/ids.py)
+    Column("mode", String(16), nullable=False),
+    Column("client_order_id", String(64), nullable=False),
+    Column("state", String(16), nullable=False),  # intent | sent | acknowledged | failed
+    Column("order_id", String(64)),
+    Column("amount", Float),
+    Column("price", Float),
+    Column("margin", Float),
+    Column("notional", Float),
+    Column("leverage", Integer),
+    Column("detail", Text),
+    Column("updated_at", Float, nullable=False),
+)
+
 instance_lock = Table(
     "instance_lock", metadata,
     Column("role", String(16), primary_key=True),
@@ -94,6 +127,9 @@ JOURNAL = Component("journal", metadata, steps=(
          widen_to_text(processed_signals, "source")),
     Step(3, "executions.account as TEXT (account names have no length limit)", widen_to_text(executions, "account")),
     Step(4, "instance_lock: which bot holds the database", create_table(instance_lock)),
+    Step(5, "processed_signals.status: a signal's life (received, claimed, done; older rows are done)",
+         add_column(processed_signals, "status")),
+    Step(6, "order_intents: every order's state, its intent written before it is sent", create_table(order_intents)),
 ))
 
 
@@ -105,10 +141,13 @@ class Journal:
     """Thin SQLAlchemy Core wrapper; creates or upgrades the tables on open (storage/schema.py).
 
     ``create=False`` opens an existing journal as it is, for reading it (analysis): no file or table is created
-    and no schema is upgraded; :class:`JournalMissing` when the database holds no journal.
+    and no schema is upgraded; :class:`JournalMissing` when the database holds no journal. ``crash_at``: an
+    injected crash point (storage/crash_points.py), for the crash harness only.
     """
 
-    def __init__(self, database_url: str = DEFAULT_DATABASE_URL, *, create: bool = True) -> None:
+    def __init__(self, database_url: str = DEFAULT_DATABASE_URL, *, create: bool = True,
+                 crash_at: str | None = None) -> None:
+        self.crash = CrashPoints(crash_at)
         if not create and sqlite_file_missing(database_url):
             raise JournalMissing(f"no journal at {display_url(database_url)}: the SQLite file does not exist")
         self.engine = open_engine(database_url)
@@ -120,6 +159,7 @@ class Journal:
         except BaseException:
             self.engine.dispose()
             raise
+        self.writer = GroupWriter(self.engine)
 
     def _check_journal(self, shown_url: str) -> None:
         inspector = inspect(self.engine)
@@ -130,17 +170,31 @@ class Journal:
     def __repr__(self) -> str:
         return f"Journal({self.engine.url.render_as_string(hide_password=True)})"
 
+    def checkpoint(self, point: str, account: str | None = None) -> None:
+        """A moment of a signal's life with no write of its own (``summary``): the crash point may be here."""
+        self.crash.reached(point, account)
+
+    # ------------------------------------------------------------------ signals
     def claim_signal(self, signal_id: str, *, mode: str, source: str, payload: dict) -> bool:
-        """Record a signal as taken; False if it was already processed (never execute it again)."""
+        """Journal a signal as received; False if it was already journaled (never execute it again: a signal not
+        done is resumed by :meth:`unfinished_signals`' reader, not claimed twice)."""
+        self.crash.reached(RECEIVED)
         try:
             with self.engine.begin() as conn:
                 conn.execute(insert(processed_signals).values(
                     signal_id=signal_id, mode=mode, source=source, payload=json.dumps(payload, default=str),
-                    received_at=time.time(),
+                    received_at=time.time(), status=RECEIVED,
                 ))
             return True
         except IntegrityError:
             return False
+
+    def mark_claimed(self, signal_id: str) -> None:
+        """The signal is prepared and about to trade: from now on orders may exist."""
+        self.crash.reached(CLAIMED)
+        with self.engine.begin() as conn:
+            conn.execute(update(processed_signals).where(processed_signals.c.signal_id == signal_id)
+                         .values(status=CLAIMED))
 
     def release_signal(self, signal_id: str) -> None:
         """Undo a claim when nothing was sent (e.g. no price yet), so the signal can be tried again."""
@@ -153,18 +207,73 @@ class Journal:
                 select(processed_signals.c.signal_id).where(processed_signals.c.signal_id == signal_id)
             ).first() is not None
 
+    def finish_signal(self, mode: str, signal_id: str, succeeded: int, total: int) -> None:
+        """Every account has its final outcome: the signal is done."""
+        self.crash.reached(DONE)
+        with self.engine.begin() as conn:
+            conn.execute(update(processed_signals).where(processed_signals.c.signal_id == signal_id)
+                         .values(succeeded=succeeded, total=total, status=DONE))
+        log.info("📒 journal: %s signal %s recorded (%d/%d succeeded)", mode, signal_id, succeeded, total)
+
+    def unfinished_signals(self, mode: str) -> list[dict]:
+        """Signals of ``mode`` not done, oldest first: signal_id, payload (dict), source, received_at, status."""
+        q = (select(processed_signals).where(processed_signals.c.mode == mode, processed_signals.c.status != DONE)
+             .order_by(processed_signals.c.received_at, processed_signals.c.signal_id))
+        with self.engine.connect() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(q)]
+        for row in rows:
+            row["payload"] = json.loads(row["payload"])
+        return rows
+
+    # ------------------------------------------------------------------ orders and outcomes
+    async def record_order(self, mode: str, event: OrderEvent) -> None:
+        """One state of one order (awaited until committed; an intent must be, before its order is sent)."""
+        self.crash.reached(f"{event.leg}.{event.state}", event.account)
+        keys = {"signal_id": event.signal_id, "account": event.account, "leg": event.leg}
+        if event.state == "intent":
+            fields = {k: v for k, v in asdict(event).items() if k in order_intents.c and k not in keys}
+        else:  # the intent's amount, price and sizing stay as recorded
+            fields = {"state": event.state, "client_order_id": event.client_order_id}
+            fields.update({k: v for k, v in (("order_id", event.order_id), ("detail", event.detail)) if v})
+        fields.update(mode=mode, updated_at=time.time())
+
+        def write(conn: Any) -> None:
+            _upsert(conn, order_intents, keys, fields)
+
+        await self.writer.submit(write)
+
+    def order_intents(self, signal_id: str) -> list[dict]:
+        """Every order state journaled for ``signal_id`` (one row per account and leg)."""
+        q = select(order_intents).where(order_intents.c.signal_id == signal_id).order_by(
+            order_intents.c.account, order_intents.c.leg)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    async def record_outcome(self, mode: str, result: AccountResult) -> None:
+        """One account's outcome for one signal, as soon as it is known (replacing an earlier one)."""
+        self.crash.reached("outcome", result.account)
+        keys, fields = _execution_row(mode, result)
+
+        def write(conn: Any) -> None:
+            _upsert(conn, executions, keys, fields)
+
+        await self.writer.submit(write)
+
+    def outcomes(self, signal_id: str) -> list[dict]:
+        """The executions rows of ``signal_id``."""
+        q = select(executions).where(executions.c.signal_id == signal_id).order_by(executions.c.account)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
     def record_results(self, mode: str, results: list[AccountResult], succeeded: int, total: int) -> None:
+        """Every account's outcome at once (replacing earlier ones) and the signal done."""
         if not results:
             return
         now = time.time()
         with self.engine.begin() as conn:
             for r in results:
-                row = {k: v for k, v in asdict(r).items() if k in executions.c and k not in ("time",)}
-                row.update(mode=mode, time=r.time, recorded_at=now)
-                conn.execute(insert(executions).values(**row))
-            conn.execute(update(processed_signals).where(processed_signals.c.signal_id == results[0].signal_id)
-                         .values(succeeded=succeeded, total=total))
-        log.info("📒 journal: %s signal %s recorded (%d/%d succeeded)", mode, results[0].signal_id, succeeded, total)
+                _upsert(conn, executions, *_execution_row(mode, r, now))
+        self.finish_signal(mode, results[0].signal_id, succeeded, total)
 
     def executions(self, mode: str | None = None) -> list[dict]:
         q = select(executions)
@@ -174,12 +283,11 @@ class Journal:
             order = (executions.c.recorded_at, executions.c.signal_id, executions.c.account)
             return [dict(r._mapping) for r in conn.execute(q.order_by(*order))]
 
+    # ------------------------------------------------------------------ state
     def save_state(self, key: str, value: Any) -> None:
         text = json.dumps(value, separators=(",", ":"))
         with self.engine.begin() as conn:
-            done = conn.execute(update(state).where(state.c.key == key).values(value=text, updated_at=time.time()))
-            if done.rowcount == 0:
-                conn.execute(insert(state).values(key=key, value=text, updated_at=time.time()))
+            _upsert(conn, state, {"key": key}, {"value": text, "updated_at": time.time()})
 
     def load_state(self, key: str) -> Any | None:
         with self.engine.connect() as conn:
@@ -187,4 +295,19 @@ class Journal:
         return json.loads(row[0]) if row else None
 
     def close(self) -> None:
+        self.writer.close()
         self.engine.dispose()
+
+
+def _execution_row(mode: str, result: AccountResult, now: float | None = None) -> tuple[dict, dict]:
+    row = {k: v for k, v in asdict(result).items() if k in executions.c}
+    keys = {"signal_id": row.pop("signal_id"), "account": row.pop("account")}
+    row.update(mode=mode, time=result.time, recorded_at=time.time() if now is None else now)
+    return keys, row
+
+
+def _upsert(conn: Any, table: Table, keys: dict, fields: dict) -> None:
+    """Update the row with these keys, or insert it (SQLAlchemy Core, the same on SQLite and PostgreSQL)."""
+    where = [table.c[k] == v for k, v in keys.items()]
+    if conn.execute(update(table).where(*where).values(**fields)).rowcount == 0:
+        conn.execute(insert(table).values(**keys, **fields))

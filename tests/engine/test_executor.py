@@ -14,8 +14,8 @@ BTC = "BTC/USDT:USDT"
 
 
 def no_wait(accounts, config=None, **kw) -> MultiAccountExecutor:
-    """An executor that retries without sleeping."""
-    return MultiAccountExecutor(accounts, config, retry_delay=0.0, **kw)
+    """An executor that retries without sleeping and trusts "not found" at once (the simulator has no queue)."""
+    return MultiAccountExecutor(accounts, config, retry_delay=0.0, receive_window=0, **kw)
 
 
 def calls(exchange, method: str) -> list[tuple]:
@@ -410,20 +410,125 @@ async def test_timeout_on_the_last_attempt_is_still_looked_up(venue, make_accoun
     assert len(ex.orders) == 1 and len(open_algo(ex)) == 2
 
 
-async def test_order_state_unknown_when_the_lookup_fails_too(venue, make_accounts, seed_signal):
+async def test_an_entry_whose_lookup_fails_is_settled_by_its_position(venue, make_accounts, seed_signal):
+    """Reply lost, then every lookup fails (a 502): the position shows the entry filled — protected at once."""
     accounts = make_accounts(1_000)
     ex = accounts[0].exchange
     ex.fail_next("create_order", ccxt.RequestTimeout("timed out"), after_effect=True)
-    for _ in range(3):
-        ex.fail_next("fetch_order", ccxt.ExchangeNotAvailable("down"))
+    for _ in range(7):
+        ex.fail_next("fetch_order", ccxt.ExchangeNotAvailable("502 Bad Gateway"))
     (r,) = (await no_wait(accounts).execute(seed_signal)).results
-    assert r.status == "failed" and "OrderStateUnknown" in r.reason and "state unknown after timeout" in r.reason
+    assert r.ok and r.reason.startswith("entry found by its position (OrderStateUnknown")
+    assert (r.quantity, r.fill_price) == (0.008, 50_000.0)
+    assert len(ex.orders) == 1  # never resent
+    assert sorted(leg(o) for o in open_algo(ex)) == ["stop_loss", "take_profit"]
+    assert {o["triggerPrice"] for o in open_algo(ex)} == {49_500.0, 51_000.0}
+
+
+async def test_an_entry_of_unknown_fate_without_a_readable_position_is_unknown_and_watched(venue, make_accounts,
+                                                                                           seed_signal):
+    accounts = make_accounts(1_000, 5_000)
+    ex = accounts[0].exchange
+    ex.fail_next("create_order", ccxt.RequestTimeout("timed out"), after_effect=True)
+    for _ in range(7):
+        ex.fail_next("fetch_order", ccxt.ExchangeNotAvailable("502"))
+    real = ex.fetch_positions
+
+    async def unreadable_after_the_entry(symbols=None, params=None):
+        if symbols:  # the check after the lookups (the risk check before the entry asks for every symbol)
+            raise ccxt.NetworkError("connection reset")
+        return await real(symbols, params)
+
+    ex.fetch_positions = unreadable_after_the_entry
+    executor = no_wait(accounts)
+    unknown, other = (await executor.execute(seed_signal)).results
+    assert unknown.status == "unknown" and not unknown.final and "entry state unknown" in unknown.reason
+    assert other.ok and len(accounts[1].exchange.orders) == 1
+    assert not open_algo(ex) and BTC in ex.positions  # naked, for now
+    (watch,) = executor.watcher.watches.values()
+    assert (watch.account, watch.symbol, watch.signal_id, watch.stop_loss) == ("Account 1", BTC, "seed-1", 49_500.0)
+    # the next watcher round protects it, with the signal's stop and client order id
+    ex.fetch_positions = real
+    await executor.watcher.sweep()
+    (stop,) = open_algo(ex)
+    assert (leg(stop), stop["triggerPrice"], stop["amount"], stop["clientOrderId"]) == (
+        "stop_loss", 49_500.0, 0.008, client_order_id("seed-1", "Account 1", "SL"))
+    assert executor.watcher.watches == {}  # clean, and the simulator's clock is past the watch (no queue)
+
+
+async def test_a_truncated_reply_is_maybe_sent_not_failed(venue, make_accounts, seed_signal):
+    """ccxt raises the generic ExchangeError for a body cut off mid-way: the order may exist — looked up."""
+    accounts = make_accounts(1_000)
+    ex = accounts[0].exchange
+    ex.fail_next("create_order", ccxt.ExchangeError("binanceusdm POST /fapi/v1/order"), after_effect=True)
+    sent = calls(ex, "create_order")
+    (r,) = (await no_wait(accounts).execute(seed_signal)).results
+    assert r.ok and len(ex.orders) == 1 and len(sent) == 3
+
+
+async def test_a_generic_error_before_the_venue_acted_is_looked_up_then_resent(venue, make_accounts, seed_signal):
+    accounts = make_accounts(1_000)
+    ex = accounts[0].exchange
+    ex.fail_next("create_order", ccxt.ExchangeError("binanceusdm POST /fapi/v1/order"))
+    lookups = calls(ex, "fetch_order")
+    (r,) = (await no_wait(accounts).execute(seed_signal)).results
+    assert r.ok and len(ex.orders) == 1 and len(lookups) == 1
+
+
+async def test_a_duplicate_id_refusal_after_a_lost_reply_finds_the_order(venue, make_accounts, seed_signal):
+    """Lost reply, lookup says "not found" (too early), resend refused -4116: the refusal is not trusted."""
+    accounts = make_accounts(1_000)
+    ex = accounts[0].exchange
+    ex.fail_next("create_order", ccxt.RequestTimeout("timed out"), after_effect=True)
+    ex.fail_next("fetch_order", ccxt.OrderNotFound("-2013 Order does not exist."))
+    ex.fail_next("create_order", ccxt.InvalidOrder('{"code":-4116,"msg":"ClientOrderId is duplicated."}'))
+    (r,) = (await no_wait(accounts).execute(seed_signal)).results
+    assert r.ok and len(ex.orders) == 1 and r.entry_order_id == next(iter(ex.orders))
+
+
+async def test_not_found_is_trusted_only_after_the_receive_window(venue, make_accounts, seed_signal):
+    """A request still in flight may land: "not found" is asked again until the venue's receive window is over."""
+    accounts = make_accounts(1_000)
+    ex = accounts[0].exchange
+    ex.fail_next("create_order", ccxt.ExchangeNotAvailable("502"))  # never reached the venue
+    lookups = calls(ex, "fetch_order")
+    executor = MultiAccountExecutor(accounts, retry_delay=0.001, receive_window=0.0025)
+    (r,) = (await executor.execute(seed_signal)).results
+    assert r.ok and len(ex.orders) == 1
+    assert len(lookups) == 2  # after 0.001 s: too early; after 0.003 s: trusted, then resent
+
+
+async def test_a_lost_stop_reply_and_failing_lookups_close_the_position_and_leave_no_orphan(venue, make_accounts,
+                                                                                              seed_signal):
+    """The stop may exist (it does): the emergency close cancels every reduce-only order it leaves behind."""
+    accounts = make_accounts(1_000)
+    ex = accounts[0].exchange
+    real = ex.create_order
+    n = 0
+
+    async def stop_reply_lost(*args, **kwargs):
+        nonlocal n
+        n += 1
+        order = await real(*args, **kwargs)
+        if n == 2:
+            for _ in range(7):
+                ex.fail_next("fetch_order", ccxt.ExchangeNotAvailable("502"))
+            raise ccxt.RequestTimeout("timed out")
+        return order
+
+    ex.create_order = stop_reply_lost
+    executor = no_wait(accounts)
+    (r,) = (await executor.execute(seed_signal)).results
+    assert r.status == "failed" and r.closed and "OrderStateUnknown" in r.reason
+    assert not ex.positions and not open_algo(ex)  # the stop that did land is cancelled
+    assert [w.reason for w in executor.watcher.watches.values()] == ["stop-loss state unknown, position closed"]
 
 
 @pytest.mark.parametrize("error", [ccxt.DDoSProtection("rate"), ccxt.RateLimitExceeded("-1003"),
-                                   ccxt.ExchangeNotAvailable("down"), ccxt.OnMaintenance("maintenance")],
+                                   ccxt.ExchangeNotAvailable("down"), ccxt.OnMaintenance("maintenance"),
+                                   ccxt.NetworkError("connection reset"), ccxt.BadResponse("not JSON")],
                          ids=lambda e: type(e).__name__)
-async def test_transient_error_before_send_is_retried(venue, make_accounts, seed_signal, error):
+async def test_transient_or_unknown_error_before_send_is_retried(venue, make_accounts, seed_signal, error):
     accounts = make_accounts(1_000)
     ex = accounts[0].exchange
     ex.fail_next("create_order", error)

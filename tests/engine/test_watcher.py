@@ -5,6 +5,8 @@ from __future__ import annotations
 import ccxt
 
 from engine import Account, BracketWatcher, MultiAccountExecutor
+from engine.ids import client_order_id
+from engine.watcher import Watch
 
 BTC = "BTC/USDT:USDT"
 T0 = 1_704_067_200_000
@@ -189,3 +191,89 @@ async def test_reconcile_reports_errors(venue):
     report = await BracketWatcher([]).reconcile(Account("A", ex))
     assert report.errors == [f"{BTC}: ExchangeNotAvailable: down"] and report.changed
     assert BTC in ex.positions
+
+
+# --- the sweep: watched symbols, every round --------------------------------------------------------------------
+
+def watch(account="A", **kw) -> Watch:
+    return Watch(**{"account": account, "symbol": BTC, "side": "LONG", "signal_id": "seed-1", "stop_loss": 49_500.0,
+                    "take_profit": 51_000.0, **kw})
+
+
+def open_orders(ex) -> list[dict]:
+    return [o for o in ex.algo_orders.values() if o["status"] == "open"]
+
+
+async def test_sweep_gives_a_naked_watched_position_the_signals_stop(venue):
+    events = Events()
+    ex = venue.add_account("A", 1_000)
+    await open_naked(ex)
+    watcher = BracketWatcher([Account("A", ex)], notifier=events)
+    watcher.watch(watch())
+    (report,) = await watcher.sweep()
+    assert report.protected == ["BTC/USDT:USDT stop 49500"]
+    (stop,) = open_orders(ex)
+    assert (stop["triggerPrice"], stop["reduceOnly"], stop["clientOrderId"]) == (
+        49_500.0, True, client_order_id("seed-1", "A", "SL"))
+    assert events.events[0][0] == "🛡️ Protected - A"
+    assert watcher.watches == {}  # clean and past its time: dropped
+    assert await watcher.sweep() == []  # nothing watched: no request at all
+
+
+async def test_sweep_closes_a_position_whose_stop_the_price_has_passed(venue):
+    ex = venue.add_account("A", 1_000)
+    await open_naked(ex)
+    venue.set_price(BTC, 49_400.0)  # below the stop: Binance refuses it (-2021, would trigger at once)
+    watcher = BracketWatcher([Account("A", ex)])
+    watcher.watch(watch())
+    (report,) = await watcher.sweep()
+    assert report.closed == [BTC] and not ex.positions and not open_orders(ex)
+    assert "refused (OrderImmediatelyFillable" in report.errors[0]
+
+
+async def test_sweep_cancels_reduce_only_orders_without_a_position(venue, make_accounts, seed_signal):
+    watcher, (acct,), (r,) = await bracket(make_accounts, seed_signal)
+    ex = acct.exchange
+    await ex.create_order(BTC, "market", "sell", 0.008, None, {"reduceOnly": True})  # closed by hand
+    watcher.watch(watch(account=acct.name))
+    (report,) = await watcher.sweep()
+    assert sorted(report.orphans_cancelled) == sorted([r.stop_loss_order_id, r.take_profit_order_id])
+    assert not open_orders(ex)
+
+
+async def test_sweep_keeps_watching_until_its_time_and_while_it_cannot_look(venue):
+    ex = venue.add_account("A", 1_000)
+    await open_naked(ex)
+    watcher = BracketWatcher([Account("A", ex)])
+    watcher.watch(watch(until_ms=T0 + HOUR))
+    ex.fail_next("fetch_positions", ccxt.ExchangeNotAvailable("502"))
+    assert await watcher.sweep() == [] and len(watcher.watches) == 1 and not open_orders(ex)
+    await watcher.sweep()  # protected now, but a late order could still land: still watched
+    assert len(open_orders(ex)) == 1 and len(watcher.watches) == 1
+    venue.set_price(BTC, 50_000.0, T0 + HOUR)
+    assert await watcher.sweep() == [] and watcher.watches == {}
+    assert len(open_orders(ex)) == 1  # the stop that was there is kept, no second one
+
+
+async def test_a_stop_cancelled_by_hand_is_found_by_the_poll_and_replaced_by_the_sweep(venue, make_accounts,
+                                                                                       seed_signal):
+    watcher, (acct,), (r,) = await bracket(make_accounts, seed_signal)
+    ex = acct.exchange
+    await ex.cancel_order(r.stop_loss_order_id, BTC, {"trigger": True})  # cancelled in the app
+    await watcher.poll()
+    assert set(watcher.watches) == {(acct.name, BTC)}
+    await watcher.sweep()
+    stops = [o for o in open_orders(ex) if o["stopLossPrice"] is not None]
+    assert [(o["triggerPrice"], o["clientOrderId"]) for o in stops] == [
+        (49_500.0, client_order_id("seed-1", acct.name, "SL"))]
+
+
+async def test_a_sibling_that_cannot_be_cancelled_is_swept_next_round(venue, make_accounts, seed_signal):
+    watcher, (acct,), (r,) = await bracket(make_accounts, seed_signal)
+    ex = acct.exchange
+    ex.fail_next("cancel_order", ccxt.ExchangeNotAvailable("502"))
+    venue.apply_candle(BTC, T0 + HOUR, 50_000, 51_100, 50_000, 51_050)  # the target fills
+    await deliver(venue, watcher)
+    assert [o["id"] for o in open_orders(ex)] == [r.stop_loss_order_id]  # the cancel failed: an orphan
+    (report,) = await watcher.sweep()
+    assert report.orphans_cancelled == [r.stop_loss_order_id] and not open_orders(ex)

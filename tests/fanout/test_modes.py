@@ -51,7 +51,7 @@ async def test_a_live_start_that_fails_after_the_lock_releases_it(step, live_env
     async def close_all(which):
         closed.append([a.name for a in which])
 
-    def journal(_url):
+    def journal(_url, **_options):
         raise Boom("the journal cannot be opened")
 
     async def reconcile(_session):

@@ -82,13 +82,14 @@ async def test_a_signal_is_prepared_executed_offered_to_the_fallback_recorded_an
     service = service_for(session, executor, journal)
     summary = await service.handle(seed_signal, "file")
     assert summary.succeeded == 2 and service.executed == [summary]
-    assert session.calls == ["prepare seed-1", "fallback seed-1", "persist"]
-    assert [r["account"] for r in journal.executions("paper")] == ["Account 1", "Account 2"]
+    # the session's state is saved before each account's outcome is journaled, and at the end
+    assert session.calls == ["prepare seed-1", "persist", "persist", "fallback seed-1", "persist"]
+    assert sorted(r["account"] for r in journal.executions("paper")) == ["Account 1", "Account 2"]
     assert len(journal.load_state("paper_brackets")) == 2
     assert journal.load_state("paper_stats")["signals"] == 1
     assert set(journal.load_state("paper_risk_ledger")) == {"Account 1", "Account 2"}
     assert await service.handle(seed_signal, "webhook") is None  # claimed once: never executed again
-    assert session.calls == ["prepare seed-1", "fallback seed-1", "persist"]
+    assert session.calls == ["prepare seed-1", "persist", "persist", "fallback seed-1", "persist"]
 
 
 async def test_a_failed_prepare_sends_nothing_and_leaves_the_signal_for_later(make_accounts, seed_signal, journal):
@@ -121,7 +122,7 @@ async def test_a_tick_runs_the_session_then_saves(make_accounts, journal):
     session = ScriptedSession()
     service = service_for(session, MultiAccountExecutor(make_accounts(1_000)), journal)
     await service.tick_once()
-    assert session.calls == ["tick", "persist"]
+    assert session.calls == ["tick", "persist"]  # (nothing unfinished to resume)
     assert journal.load_state("paper_brackets") == []
 
 

@@ -151,7 +151,8 @@ async def run_scenario(scenario: Scenario, accounts: list[Account], signal: dict
     moved (``move_price``, venue side) or reconcile after a restart (``break_brackets``, venue side).
     The venue-side hooks are only given when recording or simulating; a replay finds their effects in the
     cassette."""
-    executor = MultiAccountExecutor(accounts, retry_delay=RETRY_DELAY)
+    # the stand-in has no queue: a request it did not answer never lands, so "not found" is final at once
+    executor = MultiAccountExecutor(accounts, retry_delay=RETRY_DELAY, receive_window=0)
     summary = await executor.execute(parse_signal(dict(signal or scenario.signal)))
     outcome = Outcome(summary, executor)
     if scenario.watch_price is not None:

@@ -1,15 +1,18 @@
-"""storage/journal.py on SQLite and on a real PostgreSQL server: claims, executions, state, concurrent claims."""
+"""storage/journal.py on SQLite and on a real PostgreSQL server: claims, a signal's states, order intents, outcomes,
+executions, state, concurrent claims, the group-commit writer and crash points."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
 
 import pytest
 from sqlalchemy import inspect
 
-from engine.results import AccountResult
+from engine.results import AccountResult, OrderEvent
 from storage import journal as journal_tables
+from storage.crash_points import CrashPoints
 from storage.database import open_engine
 from storage.journal import Journal, JournalMissing
 
@@ -166,3 +169,76 @@ def test_create_false_creates_no_table_in_a_database_without_a_journal(tmp_path)
         Journal(f"sqlite:///{path}", create=False)
     with sqlite3.connect(path) as conn:
         assert [r[0] for r in conn.execute("SELECT name FROM sqlite_master")] == ["executions"]
+
+
+# --- a signal's life: states, order intents, outcomes as they happen (issue 11) ---------------------------------
+
+def _event(account: str, leg: str, state: str, **kw) -> OrderEvent:
+    return OrderEvent(signal_id="s1", account=account, leg=leg, state=state, client_order_id=f"fo-{leg}", **kw)
+
+
+def test_a_signal_is_received_then_claimed_then_done(journal):
+    assert journal.claim_signal("s1", mode="live", source="file:x.csv", payload={"id": "s1", "entry": 50_000.0})
+    journal.claim_signal("p1", mode="paper", source="cli", payload={})
+    (row,) = journal.unfinished_signals("live")
+    assert (row["signal_id"], row["status"], row["source"], row["payload"]) == (
+        "s1", "received", "file:x.csv", {"id": "s1", "entry": 50_000.0})
+    journal.mark_claimed("s1")
+    assert [r["status"] for r in journal.unfinished_signals("live")] == ["claimed"]
+    journal.finish_signal("live", "s1", 2, 3)
+    assert journal.unfinished_signals("live") == [] and journal.is_processed("s1")
+    assert [r["signal_id"] for r in journal.unfinished_signals("paper")] == ["p1"]
+
+
+async def test_an_orders_states_keep_what_its_intent_recorded(journal):
+    await journal.record_order("live", _event("Account 1", "E", "intent", amount=0.008, price=50_000.0,
+                                                margin=20.0, notional=400.0, leverage=20))
+    await journal.record_order("live", _event("Account 1", "E", "sent", detail="RequestTimeout: lost"))
+    await journal.record_order("live", _event("Account 1", "E", "acknowledged", order_id="4000000001"))
+    await journal.record_order("live", _event("Account 2", "E", "intent", amount=0.04, price=50_000.0))
+    await journal.record_order("live", _event("Account 2", "E", "failed", detail="InsufficientFunds: -2019"))
+    one, two = journal.order_intents("s1")
+    assert {k: one[k] for k in ("account", "leg", "state", "order_id", "amount", "price", "margin", "notional",
+                                "leverage", "detail", "client_order_id", "mode")} == {
+        "account": "Account 1", "leg": "E", "state": "acknowledged", "order_id": "4000000001", "amount": 0.008,
+        "price": 50_000.0, "margin": 20.0, "notional": 400.0, "leverage": 20, "detail": "RequestTimeout: lost",
+        "client_order_id": "fo-E", "mode": "live"}
+    assert (two["state"], two["detail"], two["amount"]) == ("failed", "InsufficientFunds: -2019", 0.04)
+
+
+async def test_an_outcome_is_written_when_known_and_replaced_when_settled(journal):
+    await journal.record_outcome("live", _result("Account 1", status="unknown", reason="entry state unknown"))
+    await journal.record_outcome("live", _result("Account 2"))
+    assert {r["account"]: r["status"] for r in journal.outcomes("s1")} == {"Account 1": "unknown",
+                                                                          "Account 2": "success"}
+    await journal.record_outcome("live", _result("Account 1"))
+    assert [(r["account"], r["status"], r["reason"]) for r in journal.outcomes("s1")] == [
+        ("Account 1", "success", ""), ("Account 2", "success", "")]
+
+
+async def test_many_writes_at_once_are_committed_in_a_few_transactions(journal):
+    """A hundred accounts' intents arrive together: group commit, and each write is durable when awaited."""
+    events = [_event(f"Account {i}", "E", "intent", amount=0.001) for i in range(100)]
+    await asyncio.gather(*(journal.record_order("live", e) for e in events))
+    assert len(journal.order_intents("s1")) == 100
+    assert journal.writer.commits < 100 or journal.writer.inline
+
+
+async def test_a_failing_write_fails_only_its_own_caller(journal):
+    def broken(conn):
+        raise RuntimeError("disk full")
+
+    good = journal.record_order("live", _event("Account 1", "E", "intent"))
+    results = await asyncio.gather(good, journal.writer.submit(broken), return_exceptions=True)
+    assert results[0] is None and isinstance(results[1], RuntimeError)
+    assert [r["account"] for r in journal.order_intents("s1")] == ["Account 1"]
+
+
+def test_a_crash_point_names_a_moment_of_the_signals_life():
+    assert CrashPoints("E.acknowledged@Account 2").point == "E.acknowledged"
+    assert CrashPoints("E.acknowledged@Account 2").account == "Account 2"
+    assert CrashPoints("").point is None and CrashPoints(None).point is None
+    with pytest.raises(ValueError, match="FANOUT_CRASH_AT='E.acked': unknown crash point 'E.acked'"):
+        CrashPoints("E.acked")
+    CrashPoints("done").reached("summary")  # another point: nothing happens
+    CrashPoints("done@Account 1").reached("done", "Account 2")

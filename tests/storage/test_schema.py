@@ -102,7 +102,7 @@ def test_fresh_database_gets_the_latest_versions(database_url):
     Journal(database_url).close()
     AccountStore(database_url).close()
     assert versions(database_url) == {"journal": JOURNAL.latest, "accounts": ACCOUNTS.latest}
-    assert JOURNAL.latest == 4
+    assert JOURNAL.latest == 6
     Journal(database_url).close()  # opening again changes nothing
     assert versions(database_url) == {"journal": JOURNAL.latest, "accounts": ACCOUNTS.latest}
 
@@ -114,15 +114,18 @@ def test_database_from_before_versions_is_adopted_and_upgraded_like_a_fresh_one(
     journal = Journal(database_url)
     try:
         assert journal.is_processed("old-1") and journal.load_state("live_brackets") == []
+        assert journal.unfinished_signals("live") == []  # step 5: signals from before are done, never resumed
         source = "file:" + "x" * 200  # step 2: TEXT now
         assert journal.claim_signal("new-1", mode="live", source=source, payload={})
+        assert [s["status"] for s in journal.unfinished_signals("live")] == ["received"]
     finally:
         journal.close()
     with AccountStore(database_url, Fernet.generate_key()) as store:
         store.add("alpha", "k" * 64, "s" * 64)
-    assert versions(database_url) == {"journal": 4, "accounts": 1}
-    assert "🗄️ journal schema: version 1 → 4 (adopted: made before schema versions were recorded)" in caplog.messages
+    assert versions(database_url) == {"journal": 6, "accounts": 1}
+    assert "🗄️ journal schema: version 1 → 6 (adopted: made before schema versions were recorded)" in caplog.messages
     assert any("upgrading to version 4 (instance_lock" in m for m in caplog.messages)
+    assert any("upgrading to version 6 (order_intents" in m for m in caplog.messages)
 
     fresh = new_database_url()
     Journal(fresh).close()
@@ -140,7 +143,7 @@ def test_database_from_a_newer_fanout_is_refused_naming_both_versions(database_u
     with pytest.raises(SchemaVersionError) as info:
         Journal(database_url)
     message = str(info.value)
-    assert "journal schema of version 7" in message and "versions up to 4" in message
+    assert "journal schema of version 7" in message and "versions up to 6" in message
     assert "Upgrade fanout" in message and isinstance(info.value, DatabaseUrlError)
     assert info.value.variable == "DATABASE_URL"
     assert versions(database_url)["journal"] == 7  # untouched
