@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reconcile", choices=["stop", "close", "off"], default="stop",
                    help="live start-up: give unprotected positions a stop (default), close them, or skip")
     p.add_argument("--standby", action=argparse.BooleanOptionalAction, default=None,
-                   help="live: when another live bot holds the database, wait and take over when it stops "
+                   help="when another bot of this mode holds the database, wait and take over when it stops "
                         "(default, except with --once) instead of exiting with code 3")
     add_balance_options(p, default=None)
     p.set_defaults(func=run)
@@ -61,13 +61,13 @@ async def _run(args: argparse.Namespace) -> int:
     notifier = build_notifier(env)
     try:
         await wait_until_reachable(database_url(env), timeout=database_wait)
+        standby = not args.once if args.standby is None else args.standby
         if mode == "live":
-            standby = not args.once if args.standby is None else args.standby
             runtime = await build_live(env, config, notifier, reconcile=args.reconcile != "off",
                                        unprotected=args.reconcile if args.reconcile != "off" else "stop",
                                        standby=standby)
         else:
-            runtime = await build_paper(env, config, notifier, balances=balances)
+            runtime = await build_paper(env, config, notifier, balances=balances, standby=standby)
             print(f"📄 PAPER trading: {len(runtime.accounts)} virtual accounts at live prices "
                   f"({', '.join(runtime.accounts[i].name for i in range(min(5, len(runtime.accounts))))}"
                   f"{', …' if len(runtime.accounts) > 5 else ''})", flush=True)

@@ -147,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
         # with --json, stdout carries only the JSON document: the live banner and the like go to stderr
         with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
             signal, summary, mode = asyncio.run(_execute(args))
-    except InstanceLocked as exc:  # a live bot runs on this database: it trades, not a second process
+    except InstanceLocked as exc:  # a bot runs on this database: it trades, not a second process
         print(f"error: {exc}", file=sys.stderr)
         return 3
     if summary is None:

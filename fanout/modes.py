@@ -3,8 +3,9 @@
 Plain composition, no behaviour: where paper and live differ is their two sessions (engine/ports.py ``Session``).
 Paper: simulated accounts (PAPER_BALANCES or an accounts file) on the simulated venue, resumed from the journal
 and fed with Binance's public market data by simulator/paper_session.py ``PaperSession``. Live: real accounts
-(env → database → fallback) through ccxt, one bot per database (storage/instance_lock.py), reconciled and polled
-by live/session.py ``LiveSession``. Both hand their executor and session to the same fanout/service.py service.
+(env → database → fallback) through ccxt, reconciled and polled by live/session.py ``LiveSession``. Both hand
+their executor and session to the same fanout/service.py service, and each holds the database while it runs: one
+bot per database (storage/instance_lock.py).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ class Runtime:
     journal: Journal
     notifier: Notifier
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
-    lock: InstanceLock | None = None  # live: this bot's hold on the database (storage/instance_lock.py)
+    lock: InstanceLock | None = None  # this bot's hold on the database (storage/instance_lock.py)
 
     async def close(self) -> None:
         for close in self.closers:
@@ -61,32 +62,49 @@ class Runtime:
             self.lock.release()
 
 
+async def _hold_database(env: Mapping[str, str], mode: str, *, standby: bool, poll_seconds: float) -> InstanceLock:
+    """This mode's hold on the database (storage/instance_lock.py): one bot per mode, and never a paper bot and a
+    live bot on one database (they would share the journal's claimed signals: README, "The database")."""
+    return await hold(database_url(env), mode, standby=standby, poll_seconds=poll_seconds,
+                      excludes=[m for m in MODES if m != mode])
+
+
 async def build_paper(env: Mapping[str, str], config: ExecutionConfig, notifier: Notifier, *,
                       balances: dict[str, float] | None = None, price_source: Any = None,
-                      taker_fee: float = TAKER_FEE, slippage_bps: float = 0.0) -> Runtime:
-    """Paper trading at live prices. ``price_source``: ccxt-shaped public client (default: Binance public API)."""
+                      taker_fee: float = TAKER_FEE, slippage_bps: float = 0.0, standby: bool = False) -> Runtime:
+    """Paper trading at live prices. ``price_source``: ccxt-shaped public client (default: Binance public API).
+
+    One paper bot per database, as in live: raises InstanceLocked naming the bot that holds it, or with
+    ``standby`` waits until that one is gone (before reading the paper state it saved)."""
     from marketdata.rules import MarketRules
     from simulator.paper_session import PaperSession, resume_venue
 
     tick_interval = env_seconds(env, "PAPER_POLL_SECONDS", 5)
-    journal = Journal(database_url(env), crash_at=env.get(CRASH_VARIABLE))
+    standby_poll = env_seconds(env, "PAPER_STANDBY_POLL_SECONDS", 5)
     wanted = balances or parse_balances(env.get("PAPER_BALANCES") or DEFAULT_BALANCES, variable="PAPER_BALANCES")
     rules = MarketRules.load()
-    venue = resume_venue(journal, rules, wanted, taker_fee=taker_fee, slippage_bps=slippage_bps)
-    closers: list[Callable[[], Awaitable[None]]] = []
-    if price_source is None:
-        from marketdata.client import make_exchange
+    async with contextlib.AsyncExitStack() as undo:  # a failure from here on gives back what was taken, lock last
+        lock = await _hold_database(env, "paper", standby=standby, poll_seconds=standby_poll)
+        undo.callback(lock.release)
+        journal = Journal(database_url(env), crash_at=env.get(CRASH_VARIABLE))
+        undo.callback(journal.close)
+        venue = resume_venue(journal, rules, wanted, taker_fee=taker_fee, slippage_bps=slippage_bps)
+        closers: list[Callable[[], Awaitable[None]]] = []
+        if price_source is None:
+            from marketdata.client import make_exchange
 
-        price_source = make_exchange(env.get("BINANCE_API_URL") or None)
-        price_source.set_markets(list(rules.markets.values()))  # the snapshot's markets: no exchangeInfo call
-        closers.append(price_source.close)
-    accounts = [Account(name, ex) for name, ex in venue.accounts.items()]
-    executor = MultiAccountExecutor(accounts, config, notifier=notifier, ledger=saved_ledger(journal, "paper"))
-    session = PaperSession(venue, price_source, executor.watcher, journal)
-    service = TradingService(mode="paper", executor=executor, journal=journal, session=session,
-                             tick_interval=tick_interval)
-    await service.start()
-    return Runtime("paper", accounts, executor, service, journal, notifier, closers)
+            price_source = make_exchange(env.get("BINANCE_API_URL") or None)
+            undo.push_async_callback(price_source.close)
+            price_source.set_markets(list(rules.markets.values()))  # the snapshot's markets: no exchangeInfo call
+            closers.append(price_source.close)
+        accounts = [Account(name, ex) for name, ex in venue.accounts.items()]
+        executor = MultiAccountExecutor(accounts, config, notifier=notifier, ledger=saved_ledger(journal, "paper"))
+        session = PaperSession(venue, price_source, executor.watcher, journal)
+        service = TradingService(mode="paper", executor=executor, journal=journal, session=session,
+                                 tick_interval=tick_interval)
+        await service.start()
+        undo.pop_all()  # started: the Runtime owns it all now
+    return Runtime("paper", accounts, executor, service, journal, notifier, closers, lock=lock)
 
 
 def live_banner(accounts: list[Account], *, demo: bool, api_url: str | None, config: ExecutionConfig,
@@ -111,7 +129,7 @@ async def build_live(env: Mapping[str, str], config: ExecutionConfig, notifier: 
     """Live trading on real (or demo) accounts, with start-up reconciliation.
 
     One live bot per database: raises InstanceLocked naming the bot that holds it, or with ``standby`` waits
-    until that one is gone (before touching any account)."""
+    until that one is gone (before touching any account); RoleConflict while a paper bot holds it."""
     from live.account_store import open_account_store
     from live.accounts import resolve_accounts
     from live.exchange import close_all, create_live_exchanges
@@ -127,7 +145,7 @@ async def build_live(env: Mapping[str, str], config: ExecutionConfig, notifier: 
                          "or add database accounts with `fanout accounts add`")
     api_url = env.get("BINANCE_API_URL") or None
     async with contextlib.AsyncExitStack() as undo:  # a failure from here on gives back what was taken, lock last
-        lock = await hold(database_url(env), "live", standby=standby, poll_seconds=standby_poll)
+        lock = await _hold_database(env, "live", standby=standby, poll_seconds=standby_poll)
         undo.callback(lock.release)
         accounts = await create_live_exchanges(selection.accounts, demo=demo, api_url=api_url)
         undo.push_async_callback(close_all, accounts)

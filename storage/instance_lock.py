@@ -6,8 +6,9 @@ how long a vanished host keeps it), on SQLite an exclusive ``flock`` on ``<datab
 kernel when the process dies). The ``instance_lock`` row (storage/journal.py) only names the holder — host, pid,
 since when, last heartbeat — so a refusal can say who holds the database and what to do.
 
-:func:`hold` takes the lock for a role (``live``): at once, or as a standby that waits until the holder is gone,
-or refuses with :class:`InstanceLocked`. While held, a heartbeat task records the time and notices a lost lock (a
+:func:`hold` takes the lock for a role (``paper``, ``live``): at once, or as a standby that waits until the holder
+is gone, or refuses with :class:`InstanceLocked`; with ``excludes`` it also refuses (:class:`RoleConflict`) while
+a bot of another role holds the database. While held, a heartbeat task records the time and notices a lost lock (a
 dropped PostgreSQL connection, a removed lock file): it logs, sets ``lost`` and calls the ``on_lost`` callbacks.
 """
 
@@ -21,7 +22,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -70,6 +71,20 @@ class InstanceLocked(RuntimeError):
             f"database: stop that one first (docker compose stop bot, or kill {holder.pid if holder else 'it'} on "
             f"its host), or send it the signal instead (its webhook or signals file); `fanout run` without "
             f"--no-standby waits as a standby and takes over when it stops")
+
+
+class RoleConflict(InstanceLocked):
+    """A bot of another role (paper versus live) holds the database, which the two must not share."""
+
+    def __init__(self, role: str, other: str, url: str, holder: Holder | None) -> None:
+        RuntimeError.__init__(
+            self,
+            f"a {other} bot holds the database {display_url(url)}: "
+            f"{holder.describe() if holder else 'a process that has not written its name yet'}. A {role} bot "
+            f"may not run beside it on one database: both would claim signals in the same journal (a signal one "
+            f"takes, the other never executes). Give the {role} bot its own DATABASE_URL (e.g. "
+            f"sqlite:///{role}.db), or stop the {other} bot first")
+        self.role, self.other, self.holder = role, other, holder
 
 
 class InstanceLockLost(RuntimeError):
@@ -155,6 +170,15 @@ class InstanceLock:
         self._file = handle
         return True
 
+    def is_free(self) -> bool:
+        """True when no process holds this role's lock: taken for a moment and given back, no name written (a
+        bot of the same role starting in that moment finds it taken once, and as a standby tries again)."""
+        if self.held:
+            return False
+        got = self._try_pg() if self.dialect == "postgresql" else self._try_file()
+        self._let_go()
+        return got
+
     def _write_holder(self) -> None:
         row = {"host": socket.gethostname(), "pid": os.getpid(), "started_at": self.started_at,
                "heartbeat_at": self.started_at}
@@ -229,6 +253,11 @@ class InstanceLock:
                         (instance_lock.c.role == self.role) & (instance_lock.c.pid == os.getpid())
                         & (instance_lock.c.host == socket.gethostname())))
         self.held = False
+        self._let_go()
+        self.engine.dispose()
+
+    def _let_go(self) -> None:
+        """Unlock and close what holds the lock (the PostgreSQL connection, the lock file)."""
         if self._conn is not None:
             with contextlib.suppress(SQLAlchemyError):  # a dropped connection has nothing left to unlock
                 self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _pg_key(self.role)})
@@ -241,26 +270,31 @@ class InstanceLock:
         if self._lock_engine is not None:
             self._lock_engine.dispose()
             self._lock_engine = None
-        self.engine.dispose()
 
 
 async def hold(url: str, role: str = "live", *, standby: bool = False, poll_seconds: float = 5.0,
-               heartbeat_seconds: float = HEARTBEAT_SECONDS) -> InstanceLock:
+               heartbeat_seconds: float = HEARTBEAT_SECONDS, excludes: Iterable[str] = ()) -> InstanceLock:
     """The lock for ``role``, taken now; if another process holds it, wait for it as a standby (``standby``) or
-    raise :class:`InstanceLocked` naming the holder. The returned lock heartbeats until released."""
+    raise :class:`InstanceLocked` naming the holder. Once taken, :class:`RoleConflict` (never a wait) while a bot
+    of a role in ``excludes`` holds the database. The returned lock heartbeats until released."""
     lock = InstanceLock(url, role)
     try:
-        if lock.try_acquire():
-            lock.start_heartbeat(heartbeat_seconds)
-            return lock
-        holder = lock.holder()
-        if not standby:
-            raise InstanceLocked(role, url, holder)
-        log.warning("⏸️ standby: another %s bot holds the database (%s); waiting to take over, checking every %g s",
-                    role, holder.describe() if holder else "name not written yet", poll_seconds)
-        while not lock.try_acquire():
-            await asyncio.sleep(poll_seconds)
-        log.warning("▶️ took over the database as the %s bot (the previous holder is gone)", role)
+        if not lock.try_acquire():
+            holder = lock.holder()
+            if not standby:
+                raise InstanceLocked(role, url, holder)
+            log.warning("⏸️ standby: another %s bot holds the database (%s); waiting to take over, checking every "
+                        "%g s", role, holder.describe() if holder else "name not written yet", poll_seconds)
+            while not lock.try_acquire():
+                await asyncio.sleep(poll_seconds)
+            log.warning("▶️ took over the database as the %s bot (the previous holder is gone)", role)
+        for other in excludes:  # checked while holding ours: of two bots starting together, one sees the other
+            probe = InstanceLock(url, other)
+            try:
+                if not probe.is_free():
+                    raise RoleConflict(role, other, url, probe.holder())
+            finally:
+                probe.release()
         lock.start_heartbeat(heartbeat_seconds)
         return lock
     except BaseException:

@@ -69,3 +69,15 @@ async def test_a_live_start_that_fails_after_the_lock_releases_it(step, live_env
     assert _free(live_env["DATABASE_URL"], "live"), f"a failed {step} step kept the live lock"
     # the exchanges it opened are closed again (none when opening them failed)
     assert closed == ([] if step == "exchanges" else [[a.name for a in accounts]])
+
+
+async def test_a_paper_start_that_fails_after_the_lock_releases_it(database_url, monkeypatch):
+    import simulator.paper_session
+
+    def unreadable(*_args, **_kwargs):
+        raise ValueError("simulated venue state version 99 not supported (expected 1)")
+
+    monkeypatch.setattr(simulator.paper_session, "resume_venue", unreadable)
+    with pytest.raises(ValueError, match="state version 99"):
+        await modes.build_paper({"DATABASE_URL": database_url}, ExecutionConfig(), NullNotifier(), price_source=object())
+    assert _free(database_url, "paper"), "a failed paper start kept the paper lock"

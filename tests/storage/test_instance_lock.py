@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import text
 
 from storage.database import open_engine
-from storage.instance_lock import InstanceLock, InstanceLocked, InstanceLockLost, hold
+from storage.instance_lock import InstanceLock, InstanceLocked, InstanceLockLost, RoleConflict, hold
 
 ROOT = Path(__file__).resolve().parents[2]
 HOLDER_SCRIPT = """
@@ -56,6 +56,30 @@ async def test_second_holder_is_refused_with_the_first_ones_name(first, database
         assert paper.try_acquire()
     finally:
         paper.release()
+
+
+@pytest.mark.parametrize(("role", "other"), [("paper", "live"), ("live", "paper")])
+async def test_a_paper_bot_and_a_live_bot_never_share_a_database(role, other, database_url):
+    held = await hold(database_url, other, excludes=[role])
+    try:
+        for standby in (False, True):  # a misconfiguration: refused at once, never waited for
+            with pytest.raises(RoleConflict) as info:
+                await hold(database_url, role, standby=standby, excludes=[other])
+            message = str(info.value)
+            assert f"a {other} bot holds the database" in message and f"pid {os.getpid()}, since " in message
+            assert f"own DATABASE_URL (e.g. sqlite:///{role}.db)" in message
+            assert isinstance(info.value, InstanceLocked)  # the commands' exit 3
+        assert held.held and held.holder().pid == os.getpid()  # the check took nothing from the holder
+    finally:
+        held.release()
+    # the other one gone: the refused attempts left nothing held, and the check leaves the other role free
+    mine = await hold(database_url, role, excludes=[other])
+    probe = InstanceLock(database_url, other)
+    try:
+        assert mine.held and probe.is_free() and probe.is_free()
+    finally:
+        probe.release()
+        mine.release()
 
 
 async def test_refusal_never_shows_the_database_password(postgres_url):
