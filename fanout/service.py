@@ -30,6 +30,7 @@ from engine.results import AccountResult, OrderEvent
 from engine.resume import Prior
 from engine.risk import RiskLedger
 from engine.watcher import Bracket, Watch
+from fanout.errors import explain
 from storage.journal import RECEIVED, Journal
 
 log = logging.getLogger("fanout.service")
@@ -76,6 +77,7 @@ class TradingService:
         self.clock = clock
         self._lock = asyncio.Lock()
         self.executed: list[SignalSummary] = []
+        self._unprepared: dict[str, str] = {}  # signal id -> why it could not be prepared (logged once)
         executor.journal = _JournalPort(journal, mode, session)
 
     async def start(self) -> None:
@@ -106,15 +108,17 @@ class TradingService:
             if not self.journal.claim_signal(signal.id, mode=self.mode, source=source, payload=asdict(signal)):
                 log.info("⏭️ signal %s already processed, not executing again", signal.id)
                 return None
-            log.info("📨 %s signal %s: %s %s entry %g SL %g TP %g", source, signal.id, signal.display_symbol,
-                     signal.side, signal.entry, signal.stop_loss, signal.take_profit)
+            log.log(logging.DEBUG if signal.id in self._unprepared else logging.INFO,  # a retry: said already
+                    "📨 %s signal %s: %s %s entry %g SL %g TP %g", source, signal.id, signal.display_symbol,
+                    signal.side, signal.entry, signal.stop_loss, signal.take_profit)
             try:
                 try:
                     await self.session.prepare(signal)
-                except Exception:
+                except Exception as exc:
                     self.journal.release_signal(signal.id)  # nothing was sent: it may be tried again
-                    log.error("❌ signal %s not executed: could not prepare (e.g. no live price)", signal.id)
+                    self._not_prepared(signal.id, exc, "not executed: could not prepare")
                     raise
+                self._prepared(signal.id)
                 self.journal.mark_claimed(signal.id)
                 summary = await self.executor.execute(signal)
                 extra = await self.session.fallback(signal, summary)
@@ -141,8 +145,9 @@ class TradingService:
             try:
                 await self.session.prepare(signal)
             except Exception as exc:  # noqa: BLE001 — tried again after the next tick
-                log.error("❌ signal %s not resumed yet: could not prepare (%s)", signal.id, type(exc).__name__)
+                self._not_prepared(signal.id, exc, "not resumed yet: could not prepare")
                 continue
+            self._prepared(signal.id)
             if row["status"] == RECEIVED:
                 log.warning("▶️ resuming signal %s: received, never traded (%s)", signal.id,
                             "fresh: trading it now" if fresh else "too old: expiring it")
@@ -153,6 +158,18 @@ class TradingService:
             self._finish(summary, quiet=all(known.get(r.account) == r.status for r in summary.results))
             summaries.append(summary)
         return summaries
+
+    def _not_prepared(self, signal_id: str, exc: Exception, what: str) -> None:
+        """Log why a signal could not be prepared (e.g. no live price): once, not on every retry (a watched file
+        hands it over every second), and again only when the reason changes."""
+        words = explain(exc)
+        if self._unprepared.get(signal_id) != words:
+            log.error("❌ signal %s %s: %s (trying again)", signal_id, what, words)
+            self._unprepared[signal_id] = words
+
+    def _prepared(self, signal_id: str) -> None:
+        if self._unprepared.pop(signal_id, None) is not None:
+            log.info("✅ signal %s prepared after all; executing it", signal_id)
 
     def _prior(self, signal_id: str) -> dict[str, Prior]:
         """What the journal knows of each account for ``signal_id``."""

@@ -3,6 +3,8 @@ execute, fall back, record, persist — and PaperSession / LiveSession plug into
 
 from __future__ import annotations
 
+import logging
+
 import ccxt
 import numpy as np
 import pytest
@@ -103,6 +105,29 @@ async def test_a_failed_prepare_sends_nothing_and_leaves_the_signal_for_later(ma
     assert not journal.is_processed("seed-1") and not accounts[0].exchange.orders
     session.prepare_error = None
     assert (await service.handle(seed_signal, "file")).succeeded == 1
+
+
+async def test_a_signal_that_cannot_be_prepared_is_logged_once_per_reason(make_accounts, seed_signal, journal,
+                                                                          caplog):
+    caplog.set_level(logging.DEBUG, logger="fanout.service")
+    session = ScriptedSession()
+    service = service_for(session, MultiAccountExecutor(make_accounts(1_000)), journal)
+
+    def said(text: str) -> list[str]:
+        return [r.getMessage() for r in caplog.records if text in r.getMessage() and r.levelno >= logging.INFO]
+
+    for error in (ConnectionError("no price"), ConnectionError("no price"), ConnectionError("no price"),
+                  TimeoutError("ticker timed out"), TimeoutError("ticker timed out")):
+        session.prepare_error = error  # a watched signals file hands the signal over again every second
+        with pytest.raises(type(error)):
+            await service.handle(seed_signal, "file")
+    assert said("could not prepare") == [  # once, then again when the reason changed
+        "❌ signal seed-1 not executed: could not prepare: no price (trying again)",
+        "❌ signal seed-1 not executed: could not prepare: ticker timed out (trying again)"]
+    assert len(said("📨 file signal seed-1")) == 1
+    session.prepare_error = None
+    assert (await service.handle(seed_signal, "file")).succeeded == 1
+    assert said("✅ signal seed-1 prepared after all")
 
 
 async def test_the_fallback_outcome_replaces_those_accounts_results(make_accounts, seed_signal, journal):
