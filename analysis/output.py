@@ -11,11 +11,9 @@ import pandas as pd
 
 from analysis.charts import equity_figure
 from simulator.backtest import BacktestResult
+from simulator.records import TRADE_FIELDS
 
-TRADE_COLUMNS = [
-    "account", "signal_id", "symbol", "side", "entry_time", "entry_price", "quantity", "margin", "notional",
-    "leverage", "stop_loss", "take_profit", "exit_time", "exit_price", "exit_reason", "fees", "pnl",
-]
+TRADE_COLUMNS = list(TRADE_FIELDS)
 SKIP_COLUMNS = ["account", "signal_id", "reason"]
 
 

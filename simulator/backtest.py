@@ -22,17 +22,18 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from engine import Account, ExecutionConfig, MultiAccountExecutor, Signal
-from engine.results import SKIPPED, AccountResult
+from engine.results import SKIPPED
 from marketdata.rules import MarketRules
 from marketdata.times import format_time
 from simulator.exchange import SimulatedExchange
 from simulator.fills import END_OF_DATA, MAKER_FEE, TAKER_FEE, Level
-from simulator.records import ClosedPosition, Exit
+from simulator.records import TRADE_FIELDS, ClosedPosition, Exit, TradeRow
 from simulator.scan import LevelScanner
 from simulator.venue import SimulatedVenue
 
 log = logging.getLogger("fanout.backtest")
 EXIT_REASONS = ("take_profit", "stop_loss", "liquidation", END_OF_DATA)
+TRADE_ORDER = operator.itemgetter(TRADE_FIELDS.index("entry_time"), TRADE_FIELDS.index("account"))  # trades.csv
 
 
 @dataclass
@@ -40,7 +41,7 @@ class BacktestResult:
     """Everything a run produced; analysis/output.py writes it to disk."""
 
     accounts: dict[str, float]
-    trades: list[dict]
+    trades: list[TradeRow]  # trades.csv rows (read by column name too: ``row["pnl"]``)
     skipped: list[dict]
     equity_time: np.ndarray
     equity: dict[str, np.ndarray]
@@ -124,7 +125,8 @@ class BacktestRunner:
         # (time, idx, seq, account, symbol, version, levels)
         self._heap: list[tuple[int, int, int, str, str, int, list[Level]]] = []
         self._seq = 0
-        self._entries: dict[tuple[str, str], AccountResult] = {}
+        # (account, entry order id) -> (signal id, stop, target): what a trade row needs of its entry
+        self._entries: dict[tuple[str, str], tuple[str, float | None, float | None]] = {}
         self._skipped: list[dict] = []
         self.skip_signal_index: list[int] = []  # the signal (its index in time order) of each skipped row
         self._signal_index = 0
@@ -194,7 +196,7 @@ class BacktestRunner:
         self._summaries.append({"signal_id": signal.id, "succeeded": summary.succeeded, "total": summary.total})
         for r in summary.results:
             if r.ok or r.closed:  # an emergency-closed entry is a (one-candle) trade of this signal too
-                self._entries[(r.account, r.entry_order_id)] = r
+                self._entries[(r.account, r.entry_order_id)] = (r.signal_id, r.stop_loss, r.take_profit)
             if r.ok:
                 if signal.symbol in self.exchanges[r.account].positions:
                     self._schedule(r.account, signal.symbol, i)
@@ -277,33 +279,21 @@ class BacktestRunner:
         await self.venue.drain_updates(self.executor.watcher)
 
     # ------------------------------------------------------------------ results
-    def _trade_row(self, cp: ClosedPosition) -> dict:
-        entry = self._entries.get((cp.account, cp.entry_order_id))
-        return {
-            "account": cp.account,
-            "signal_id": entry.signal_id if entry else "",
-            "symbol": cp.symbol,
-            "side": cp.side,
-            "entry_time": cp.entry_time,
-            "entry_price": cp.entry_price,
-            "quantity": cp.quantity,
-            "margin": cp.margin,
-            "notional": cp.quantity * cp.entry_price,
-            "leverage": cp.leverage,
-            "stop_loss": entry.stop_loss if entry else None,
-            "take_profit": entry.take_profit if entry else None,
-            "exit_time": cp.exit_time,
-            "exit_price": cp.exit_price,
+    def _trade_row(self, cp: ClosedPosition) -> TradeRow:
+        signal_id, stop_loss, take_profit = self._entries.get((cp.account, cp.entry_order_id), ("", None, None))
+        return TradeRow((
+            cp.account, signal_id, cp.symbol, cp.side, cp.entry_time, cp.entry_price,
+            cp.quantity, cp.margin, cp.quantity * cp.entry_price, cp.leverage, stop_loss, take_profit,
+            cp.exit_time, cp.exit_price,
             # the only other reduce-only market close a backtest sends is the engine's emergency close after a
             # rejected stop (the price was already past it): it is that trade's stop-loss exit
-            "exit_reason": cp.exit_reason if cp.exit_reason in EXIT_REASONS else "stop_loss",
-            "fees": cp.fees,
-            "pnl": cp.pnl,
-        }
+            cp.exit_reason if cp.exit_reason in EXIT_REASONS else "stop_loss",
+            cp.fees, cp.pnl,
+        ))
 
     def _result(self) -> BacktestResult:
         trades = [self._trade_row(cp) for ex in self.exchanges.values() for cp in ex.closed]
-        trades.sort(key=operator.itemgetter("entry_time", "account"))
+        trades.sort(key=TRADE_ORDER)
         grid, equity = self._equity_curves(trades)
         first = next(iter(self.replays.values())).c
         return BacktestResult(
@@ -319,7 +309,7 @@ class BacktestRunner:
             summaries=self._summaries,
         )
 
-    def _equity_curves(self, trades: list[dict]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    def _equity_curves(self, trades: list[TradeRow]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Mark-to-market equity per account on a regular grid (at most ``equity_points`` candles)."""
         replay = next(iter(self.replays.values()))
         c = replay.c
@@ -331,26 +321,27 @@ class BacktestRunner:
         realized = np.zeros((len(names), len(grid_t) + 1))
         floating = np.zeros((len(names), len(grid_t)))
         if trades:
+            t = dict(zip(TRADE_FIELDS, zip(*trades, strict=True), strict=True))  # the trades' columns
             # every trade's open grid points [a, b) flattened in trade order: np.add.at adds them one by one in
             # that order, so each cell's floating-point sum is the one a loop over trades would make
-            acct = np.array([row[t["account"]] for t in trades])
-            a = np.searchsorted(grid_t, np.array([t["entry_time"] for t in trades]), side="right")
-            b = np.searchsorted(grid_t, np.array([t["exit_time"] for t in trades]), side="right")
-            np.add.at(realized, (acct, b), np.array([t["pnl"] for t in trades], dtype=float))
+            acct = np.array([row[name] for name in t["account"]])
+            a = np.searchsorted(grid_t, np.array(t["entry_time"]), side="right")
+            b = np.searchsorted(grid_t, np.array(t["exit_time"]), side="right")
+            np.add.at(realized, (acct, b), np.array(t["pnl"], dtype=float))
             span = np.maximum(b - a, 0)
             owner = np.repeat(np.arange(len(trades)), span)  # trade of each (trade, grid point) pair
             cell = np.arange(len(owner)) - np.repeat(np.cumsum(span) - span, span) + a[owner]
             close = np.empty(len(owner))
-            symbols = np.array([t["symbol"] for t in trades])
+            symbols = np.array(t["symbol"])
             for sym, r in self.replays.items():  # the close in force at each grid point, per symbol
                 mask = symbols[owner] == sym
                 if mask.any():
                     k = np.clip(np.searchsorted(r.c.time, grid_t, side="right") - 1, 0, len(r.c.close) - 1)
                     close[mask] = r.c.close[k][cell[mask]]
-            entry = np.array([t["entry_price"] for t in trades], dtype=float)
-            qty = np.array([t["quantity"] for t in trades], dtype=float)
-            direction = np.array([1.0 if t["side"] == "LONG" else -1.0 for t in trades])
-            margin = np.array([t["margin"] for t in trades], dtype=float)
+            entry = np.array(t["entry_price"], dtype=float)
+            qty = np.array(t["quantity"], dtype=float)
+            direction = np.array([1.0 if side == "LONG" else -1.0 for side in t["side"]])
+            margin = np.array(t["margin"], dtype=float)
             entry_fee = entry * qty * self.venue.taker_fee
             move = (close - entry[owner]) * qty[owner] * direction[owner]
             np.add.at(floating, (acct[owner], cell), np.maximum(move, -margin[owner]) - entry_fee[owner])

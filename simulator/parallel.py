@@ -25,12 +25,14 @@ import time
 from collections.abc import Iterable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
+from itertools import chain
 from operator import itemgetter
 from typing import Any
 
 from engine import ExecutionConfig, Signal
 from marketdata.rules import MarketRules
-from simulator.backtest import BacktestResult, BacktestRunner
+from simulator.backtest import TRADE_ORDER, BacktestResult, BacktestRunner, _cyclic_gc_paused
+from simulator.records import TradeRow
 
 _PROGRESS_EVERY_S = 0.2  # how often a worker reports its signals done (one small message each time)
 
@@ -109,6 +111,7 @@ def _run_shard(balances: dict[str, float]) -> tuple[BacktestResult, list[int]]:
     result = runner.run()
     if reporter is not None:
         reporter.flush()
+    result.trades = list(map(tuple, result.trades))  # plain tuples pickle without a Python call per row
     return result, runner.skip_signal_index
 
 
@@ -131,12 +134,14 @@ def run_backtest(candles: Iterable, signals: Iterable[Signal], balances: dict[st
     ctx = multiprocessing.get_context(start_method or default_start_method())
     sink = ctx.Queue() if progress else None
     job = _Job(candles, signals, config, options)
-    with ProcessPoolExecutor(len(shards), mp_context=ctx, initializer=_init_worker, initargs=(job, sink)) as pool:
+    # the shards' results are unpickled here as hundreds of thousands of acyclic objects (see _cyclic_gc_paused)
+    with _cyclic_gc_paused(), ProcessPoolExecutor(len(shards), mp_context=ctx, initializer=_init_worker,
+                                                  initargs=(job, sink)) as pool:
         futures = [pool.submit(_run_shard, shard) for shard in shards]
         if sink is not None:
             _follow(futures, sink, len(signals) * len(balances))
         parts = [f.result() for f in futures]
-    return merge_results(balances, parts)
+        return merge_results(balances, parts)
 
 
 def _follow(futures: list, sink: Any, total: int) -> None:
@@ -164,7 +169,7 @@ def merge_results(balances: dict[str, float], parts: list[tuple[BacktestResult, 
     position = {name: i for i, name in enumerate(balances)}
     # each account's trades come from one shard in that run's order, and (entry_time, account) differs between
     # accounts: a stable sort of the concatenation is the single run's sort
-    trades = sorted((t for r in results for t in r.trades), key=itemgetter("entry_time", "account"))
+    trades = sorted(map(TradeRow, chain.from_iterable(r.trades for r in results)), key=TRADE_ORDER)
     keyed = [(index, position[row["account"]], row) for r, idx in parts for index, row in zip(idx, r.skipped,
                                                                                              strict=True)]
     keyed.sort(key=itemgetter(0, 1))
