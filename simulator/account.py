@@ -11,6 +11,7 @@ the ccxt methods, the venue's fill loop and :meth:`SimulatedAccount.from_state`.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, fields
 from typing import TYPE_CHECKING, Any, Self
@@ -25,6 +26,12 @@ if TYPE_CHECKING:
 
 _POSITION_FIELDS = frozenset(f.name for f in fields(Position))
 _CLOSED_FIELDS = frozenset(f.name for f in fields(ClosedPosition))
+_DAY_MS = 86_400_000
+# How long Binance answers queries for a finished order (GET /fapi/v1/order: an order created more than 90 days ago
+# is not found, nor a CANCELED / EXPIRED one without fills created more than 3 days ago); the simulator forgets
+# orders on the same schedule, so a year-long backtest does not keep every order it ever placed.
+ORDER_RETENTION_MS = 90 * _DAY_MS
+UNFILLED_RETENTION_MS = 3 * _DAY_MS
 
 
 class OrderBook(Mapping[str, dict]):
@@ -65,6 +72,8 @@ class SimulatedAccount:
         # ids of possibly-open trigger orders in creation order: every open one is here (added when created, and
         # by from_state); closed or cancelled ones are pruned lazily by _open_algo (an order never reopens)
         self._open_ids: dict[str, None] = {}
+        self._unfilled: deque[TriggerOrder] = deque()  # canceled / expired trigger orders, oldest first
+        self._next_forget = 0  # the clock time of the next look for orders Binance no longer answers for
 
     @property
     def orders(self) -> Mapping[str, dict]:
@@ -132,6 +141,8 @@ class SimulatedAccount:
         order = MarketOrder(oid, cid, now, symbol, side, reduce_only, qty, fill, notional, fee)
         self._orders[oid] = order
         self._by_client_id[cid] = order
+        if now >= self._next_forget:
+            self._forget_old_orders(now)
         return order
 
     def _open(self, symbol: str, buy: bool, qty: float, fill: float, fee: float, now: int, oid: str, cid: str) -> None:
@@ -236,6 +247,7 @@ class SimulatedAccount:
         now = int(time_ms)
         if pos is None or pos.long != (side == "sell"):
             order.status, order.closed_at = "expired", now
+            self._unfilled.append(order)
             self.venue.emit(self.name, order.ccxt())
             return None
         before = len(self.closed)
@@ -268,6 +280,7 @@ class SimulatedAccount:
         for o in self._open_algo():
             if o.symbol == symbol:
                 o.status = "canceled"
+                self._unfilled.append(o)
                 self.venue.emit(self.name, o.ccxt())
 
     # ---------------------------------------------------------------- trigger orders the ccxt face books
@@ -276,6 +289,33 @@ class SimulatedAccount:
         self._algo_orders[order.id] = order
         self._by_client_id[order.client_id] = order
         self._open_ids[order.id] = None
+        if order.time >= self._next_forget:
+            self._forget_old_orders(order.time)
+
+    def _forget_old_orders(self, now: int) -> None:
+        """Drop the finished orders Binance no longer answers for (``ORDER_RETENTION_MS``,
+        ``UNFILLED_RETENTION_MS``); looked for at most once a simulated day. Open orders always stay."""
+        self._next_forget = now + _DAY_MS
+        unfilled = self._unfilled
+        while unfilled and unfilled[0].time + UNFILLED_RETENTION_MS < now:
+            self._forget(self._algo_orders, unfilled.popleft())
+        for book in (self._orders, self._algo_orders):
+            old = []
+            for o in book.values():  # in creation order
+                if o.time + ORDER_RETENTION_MS >= now:
+                    break
+                if o.status != "open":
+                    old.append(o)
+            for o in old:
+                self._forget(book, o)
+
+    def _forget(self, book: dict, order: MarketOrder | TriggerOrder) -> None:
+        if book.get(order.id) is order:
+            del book[order.id]
+            if book is self._algo_orders:
+                self._open_ids.pop(order.id, None)
+        if self._by_client_id.get(order.client_id) is order:
+            del self._by_client_id[order.client_id]
 
     def _open_triggers_on(self, symbol: str, limit: int) -> int:
         """How many trigger orders are open on ``symbol`` — exact from ``limit`` up, else possibly an undercount."""
@@ -321,4 +361,6 @@ class SimulatedAccount:
         ex.realized_pnl = float(data["realized_pnl"])
         ex.fees_paid = float(data["fees_paid"])
         ex._open_ids = {oid: None for oid, o in ex._algo_orders.items() if o.status == "open"}
+        ex._unfilled = deque(sorted((o for o in ex._algo_orders.values() if o.status in ("canceled", "expired")),
+                                    key=lambda o: o.time))
         return ex

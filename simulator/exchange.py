@@ -216,6 +216,7 @@ class SimulatedExchange(SimulatedAccount):
         if order is None or order.status != "open" or (symbol is not None and order.symbol != symbol):
             raise binance_error(ccxt.OrderNotFound, -2011, "Unknown order sent.")
         order.status = "canceled"  # only trigger orders are ever open
+        self._unfilled.append(order)
         return order.ccxt()
 
     async def fetch_open_orders(self, symbol: str | None = None, since: int | None = None, limit: int | None = None,

@@ -135,12 +135,14 @@ def run_backtest(candles: Iterable, signals: Iterable[Signal], balances: dict[st
     sink = ctx.Queue() if progress else None
     job = _Job(candles, signals, config, options)
     # the shards' results are unpickled here as hundreds of thousands of acyclic objects (see _cyclic_gc_paused)
-    with _cyclic_gc_paused(), ProcessPoolExecutor(len(shards), mp_context=ctx, initializer=_init_worker,
-                                                  initargs=(job, sink)) as pool:
-        futures = [pool.submit(_run_shard, shard) for shard in shards]
-        if sink is not None:
-            _follow(futures, sink, len(signals) * len(balances))
-        parts = [f.result() for f in futures]
+    with _cyclic_gc_paused():
+        with ProcessPoolExecutor(len(shards), mp_context=ctx, initializer=_init_worker,
+                                 initargs=(job, sink)) as pool:
+            futures = [pool.submit(_run_shard, shard) for shard in shards]
+            if sink is not None:
+                _follow(futures, sink, len(signals) * len(balances))
+            parts = [f.result() for f in futures]
+        # merged once the workers have exited: their memory and the merged result are never resident together
         return merge_results(balances, parts)
 
 

@@ -353,3 +353,32 @@ async def test_fail_next_on_every_method(ex, method, args):
 
 def test_repr_holds_no_secret(ex):
     assert repr(ex) == "SimulatedExchange('A', wallet=1000.00)"
+
+
+# --- order history -----------------------------------------------------------------------------------------------
+
+async def test_finished_orders_are_forgotten_when_binance_would_forget_them(venue, ex):
+    """GET /fapi/v1/order finds no CANCELED / EXPIRED order without fills after 3 days, and no order after 90."""
+    day = 24 * HOUR
+    venue.set_price(BTC, 50_000, T0)
+    entry = await long_position(ex)
+    stop = await ex.create_order(BTC, "market", "sell", 0.008, None, {"stopLossPrice": 49_000, "reduceOnly": True,
+                                                                       "clientOrderId": "sl-1"})
+    target = await ex.create_order(BTC, "market", "sell", 0.008, None, {"takeProfitPrice": 51_000,
+                                                                         "reduceOnly": True, "trigger": True})
+    await ex.cancel_order(target["id"], BTC, {"trigger": True})
+    venue.set_price(BTC, 50_000, T0 + 3 * day - 1)
+    await ex.create_order(BTC, "market", "buy", 0.002)  # any new order: the look happens then
+    assert (await ex.fetch_order(target["id"], BTC, {"trigger": True}))["status"] == "canceled"
+    venue.set_price(BTC, 50_000, T0 + 4 * day)
+    await ex.create_order(BTC, "market", "buy", 0.002)
+    with pytest.raises(ccxt.OrderNotFound, match='"code":-2013'):
+        await ex.fetch_order(target["id"], BTC, {"trigger": True})
+    assert (await ex.fetch_order(stop["id"], BTC, {"trigger": True}))["status"] == "open"  # open: kept
+    venue.set_price(BTC, 50_000, T0 + 91 * day)
+    await ex.create_order(BTC, "market", "buy", 0.002)
+    with pytest.raises(ccxt.OrderNotFound):
+        await ex.fetch_order(None, BTC, {"clientOrderId": "entry-1"})
+    assert entry["id"] not in ex.orders and "entry-1" not in ex.by_client_id
+    assert (await ex.fetch_order(None, BTC, {"clientOrderId": "sl-1", "trigger": True}))["id"] == stop["id"]
+    assert len(ex.orders) == 3  # the three placed in the last 90 days
