@@ -138,6 +138,18 @@ def best_of(runs: int, fn):
     return best, cpu, result
 
 
+def _own_peak_mb() -> float:
+    """This process's peak RSS. Linux keeps ru_maxrss across exec, so a process started by a big parent would
+    report the parent's size: /proc/self/status VmHWM is this program's own."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def fresh_process(args: argparse.Namespace, accounts: int) -> dict | None:
     """Our side alone in a new process (as `fanout backtest` runs): its time, and the resident memory of it and
     its workers together, sampled every 50 ms with psutil (RSS summed, and PSS, which counts a page shared by
@@ -199,8 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     balances = account_balances(args.accounts)
     if args.child:
         wall, cpu, result = best_of(1, lambda: run_ours(candles, signals, balances, args.workers))
-        me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-        print(json.dumps({"wall": wall, "cpu": cpu, "trades": len(result.trades), "self_peak_mb": me.ru_maxrss / 1024,
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+        print(json.dumps({"wall": wall, "cpu": cpu, "trades": len(result.trades), "self_peak_mb": _own_peak_mb(),
                           "worker_peak_mb": kids.ru_maxrss / 1024}))
         return 0
     print(f"candles   {len(candles):,} x 1m {SYMBOL} ({base.source} tiled, prices chained)")
@@ -241,7 +253,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"fresh     {accounts:,} accounts, {n} worker{'s' * (n > 1)}, a new process as the CLI runs: "
                       f"{report['wall']:.2f} s (cpu {report['cpu']:.2f} s), {report['trades']:,} trades; resident "
                       f"together {report['rss_sum_mb']:.0f} MB RSS / {report['pss_sum_mb']:.0f} MB PSS (peak, "
-                      f"sampled); largest process {max(report['self_peak_mb'], report['worker_peak_mb']):.0f} MB")
+                      f"sampled); peak RSS: main process {report['self_peak_mb']:.0f} MB, largest worker "
+                      f"{report['worker_peak_mb']:.0f} MB")
     return 0
 
 

@@ -5,7 +5,8 @@
 - ``exchange.py`` — ``SimulatedExchange``: one account's ccxt face (the engine's Exchange port).
 - ``account.py`` — ``SimulatedAccount``: one account's book and what fills do to it (``apply_candle``).
 - ``fills.py`` — the fill rules, the one list of assumptions; ``scan.py`` — numpy first-crossing scans.
-- ``records.py`` — positions, closed trades and ccxt-shaped order dicts; ``precision.py`` — memoised ccxt lookups.
+- ``records.py`` — positions, closed trades, orders (records read as ccxt dicts), trade rows.
+- ``precision.py`` — memoised ccxt lookups.
 - ``backtest.py`` — ``BacktestRunner``; ``parallel.py`` — ``run_backtest`` on worker processes.
 - ``paper.py`` — ``PaperFeed`` (live prices into the venue); ``paper_session.py`` — ``PaperSession``, paper mode's
   side of the service (live's: live/session.py).
