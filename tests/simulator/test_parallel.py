@@ -72,3 +72,10 @@ def test_a_worker_error_reaches_the_caller(demo_candles, demo_signals):
         run_backtest([demo_candles], demo_signals, BALANCES, workers=2, taker_fee=2.0)
     with pytest.raises(ValueError, match="workers"):
         run_backtest([demo_candles], demo_signals, BALANCES, workers=0)
+
+
+def test_one_progress_bar_follows_every_worker(demo_candles, demo_signals, one_process, capsys):
+    sharded = run_backtest([demo_candles], demo_signals, BALANCES, CONFIG, workers=2, slippage_bps=3, progress=True)
+    same_result(sharded, one_process)
+    bar = capsys.readouterr().err
+    assert "backtest" in bar and "account-signals" in bar  # tqdm on stderr, counting accounts × signals
