@@ -15,6 +15,7 @@ requests per watched symbol and nothing when there is none.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -234,22 +235,37 @@ class BracketWatcher:
         return reports
 
     async def reconcile(self, account: Account, *, unprotected: str = "stop",
-                        stop_distance_pct: float = FALLBACK_STOP_PCT) -> ReconcileReport:
+                        stop_distance_pct: float = FALLBACK_STOP_PCT,
+                        symbols: Iterable[str] = ()) -> ReconcileReport:
         """Start-up check of one account.
 
         A position without a reduce-only stop gets one (``unprotected='stop'``, ``stop_distance_pct`` from its
         entry price, or the tracked bracket's or watch's stop when known) or is closed at market (``'close'``).
         Reduce-only orders on a symbol with no position are cancelled.
+
+        Open orders are asked per symbol, concurrently: the symbols of the account's positions (a venue may also
+        list there the symbols with open orders, as rows without contracts: Binance's account endpoint does),
+        of the brackets and watches tracked for it, and ``symbols`` (e.g. what the journal says was traded). On
+        Binance that costs 1 per symbol instead of 40 for every open order without a symbol.
         """
         ex = account.exchange
         report = ReconcileReport(account.name)
-        positions = [p for p in await ex.fetch_positions() if abs(float(p.get("contracts") or 0)) > 0]
-        orders = await ex.fetch_open_orders(None, None, None, dict(TRIGGER))
+        rows = await ex.fetch_positions()
+        positions = [p for p in rows if abs(float(p.get("contracts") or 0)) > 0]
+        asked = sorted({str(p["symbol"]) for p in rows if p.get("symbol")} | set(symbols)
+                       | self.symbols_of(account.name))
+        listed = await asyncio.gather(*(ex.fetch_open_orders(s, None, None, dict(TRIGGER)) for s in asked))
+        orders = [o for s, found in zip(asked, listed, strict=True) for o in found if o.get("symbol") == s]
         await self._repair(account, positions, orders, report, unprotected=unprotected,
                            stop_distance_pct=stop_distance_pct)
         if report.changed:
             await self._report(report, "🔧 Reconciled", "🔧 reconcile")
         return report
+
+    def symbols_of(self, account: str) -> set[str]:
+        """Symbols of the brackets and watches tracked for ``account``."""
+        return ({b.symbol for b in self.open_brackets() if b.account == account}
+                | {w.symbol for w in self.watches.values() if w.account == account})
 
     async def _repair(self, account: Account, positions: list[dict], orders: list[dict], report: ReconcileReport,
                       *, known: Watch | None = None, unprotected: str = "stop",

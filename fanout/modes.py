@@ -132,6 +132,8 @@ async def build_live(env: Mapping[str, str], config: ExecutionConfig, notifier: 
     until that one is gone (before touching any account); RoleConflict while a paper bot holds it."""
     from live.account_store import open_account_store
     from live.accounts import resolve_accounts
+    from live.budget import WeightBudget
+    from live.budget_config import BudgetConfig
     from live.exchange import close_all, create_live_exchanges
     from live.session import LiveSession
 
@@ -144,10 +146,14 @@ async def build_live(env: Mapping[str, str], config: ExecutionConfig, notifier: 
         raise ValueError("no accounts configured: set BINANCE_API_KEY / BINANCE_API_SECRET in production.env "
                          "or add database accounts with `fanout accounts add`")
     api_url = env.get("BINANCE_API_URL") or None
+    budget_config = BudgetConfig.from_env(env)
     async with contextlib.AsyncExitStack() as undo:  # a failure from here on gives back what was taken, lock last
         lock = await _hold_database(env, "live", standby=standby, poll_seconds=standby_poll)
         undo.callback(lock.release)
-        accounts = await create_live_exchanges(selection.accounts, demo=demo, api_url=api_url)
+        budget = WeightBudget(budget_config, notifier=notifier)  # the IP's: every account's requests
+        undo.push_async_callback(budget.close)
+        accounts = await create_live_exchanges(selection.accounts, demo=demo, api_url=api_url, budget=budget,
+                                               ws_url=env.get("BINANCE_WS_URL") or None)
         undo.push_async_callback(close_all, accounts)
         print(live_banner(accounts, demo=demo, api_url=api_url, config=config, source=selection.source), flush=True)
         journal = Journal(database_url(env), crash_at=env.get(CRASH_VARIABLE))
@@ -159,4 +165,5 @@ async def build_live(env: Mapping[str, str], config: ExecutionConfig, notifier: 
                                  tick_interval=tick_interval)
         await service.start()
         undo.pop_all()  # started: the Runtime owns it all now
-    return Runtime("live", accounts, executor, service, journal, notifier, [partial(close_all, accounts)], lock=lock)
+    return Runtime("live", accounts, executor, service, journal, notifier, [partial(close_all, accounts), budget.close],
+                   lock=lock)

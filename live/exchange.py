@@ -24,7 +24,10 @@ Binance specifics handled here, not in the engine:
 - ``fetch_balance`` reads ``/fapi/v3/account``, which lists the open positions too; a ``fetch_positions()``
   right after it (within ``ACCOUNT_REUSE_MS``, as the executor does for each signal) is answered from that same
   response instead of ``/fapi/v3/positionRisk``: weight 5 instead of 10 per account and signal, one round trip
-  fewer. Any other ``fetch_positions`` goes to Binance.
+  fewer. ``fetch_positions()`` of every symbol reads the same endpoint (weight 5), whose rows also name the
+  symbols with open orders but no position (zero contracts), and positionRisk (5) only when a position is
+  open (the account endpoint has no entry prices): reconciliation asks for open orders per symbol (weight 1
+  each) instead of without a symbol (weight 40). ``fetch_positions(symbols)`` goes to positionRisk.
 - the class is ``ccxt.pro``'s binanceusdm (REST as before, plus the user-data stream, live/user_stream.py).
   ccxt rebuilds its large ``describe()`` dict for every instance; it is built once per class here and copied
   (a hundred accounts start in about a second instead of three).
@@ -70,7 +73,7 @@ OPTIONS = {
     "defaultType": "swap",
     "fetchCurrencies": False,  # a signed /sapi call per instance, useless for USDⓈ-M
     "adjustForTimeDifference": False,  # no GET /fapi/v1/time before every signed request
-    "warnOnFetchOpenOrdersWithoutSymbol": False,  # reconciliation lists all open trigger orders
+    "warnOnFetchOpenOrdersWithoutSymbol": False,  # fanout asks per symbol; a caller without one is not warned
 }
 _VOLATILE = re.compile(r"\b(signature|timestamp)=[^&\s]*")
 _ticket: ContextVar[Ticket | None] = ContextVar("fanout_budget_ticket", default=None)
@@ -170,7 +173,20 @@ class LiveExchange(ccxt_pro.binanceusdm):
         if not params and snapshot is not None and self.milliseconds() - snapshot[0] <= ACCOUNT_REUSE_MS:
             positions = self.parse_account_positions(snapshot[1], True)
             return self.filter_by_array_positions(positions, "symbol", symbols)
+        if symbols is None and not params:
+            return await self._every_position()
         return await super().fetch_positions(symbols, params or {})
+
+    async def _every_position(self) -> list:
+        """Open positions (positionRisk, with entry prices) plus, as rows without contracts, the symbols the
+        account endpoint names for their open orders; a flat account costs the account endpoint alone."""
+        await self.load_markets()
+        rows = self.parse_account_positions(await self.fapiPrivateV3GetAccount(), False)
+        if not any(abs(float(r.get("contracts") or 0)) > 0 for r in rows):
+            return rows
+        full = await super().fetch_positions(None, {})
+        held = {p.get("symbol") for p in full}
+        return list(full) + [r for r in rows if r.get("symbol") not in held]
 
     def handle_message(self, client: Any, message: Any) -> Any:
         """User-data stream messages: the stream's hook sees each event first (True: consumed), then ccxt."""

@@ -3,9 +3,10 @@
 ``LiveSession`` is the live side of the engine's ``Session`` port (engine/ports.py; the paper side is
 simulator/paper_session.py), behind fanout's TradingService:
 
-- ``start()``: every account is reconciled before the first signal (``BracketWatcher.reconcile``): a position
-  without a stop gets one (or is closed, ``unprotected='close'``), orphan reduce-only orders are cancelled. A
-  failed reconciliation is alerted and trading continues.
+- ``start()``: every account is reconciled before the first signal (``BracketWatcher.reconcile``), all accounts
+  concurrently under the IP's weight budget, open orders asked per symbol: a position without a stop gets one
+  (or is closed, ``unprotected='close'``), orphan reduce-only orders are cancelled. A failed reconciliation is
+  alerted and trading continues.
 - ``prepare(signal)``: nothing — the exchange has its own prices.
 - ``tick()``: the watcher polls the exchange for filled stop / target legs and cancels their siblings (no
   websocket: a fill is found on the next poll).
@@ -16,10 +17,12 @@ simulator/paper_session.py), behind fanout's TradingService:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from engine import Account, MultiAccountExecutor, Signal, SignalSummary
 from live.accounts import fallback_needed
+from live.budget_config import Priority, request_priority
 
 log = logging.getLogger("fanout.live")
 UNPROTECTED = ("stop", "close")
@@ -49,13 +52,17 @@ class LiveSession:
     async def start(self) -> None:
         if not self.reconcile:
             return
-        for account in self.executor.accounts:
-            try:
-                report = await self.executor.watcher.reconcile(account, unprotected=self.unprotected)
-                log.info("🔧 reconcile %s: %s", account.name, "clean" if not report.changed else "changes made")
-            except Exception as exc:  # noqa: BLE001 — reconciliation failure is alerted, trading continues
-                log.error("❌ reconcile %s failed: %s", account.name, type(exc).__name__)
-                await self.executor.notifier.event(f"❌ Reconcile failed - {account.name}", type(exc).__name__)
+        # every account at once: the IP's weight budget paces them (entry priority: nothing trades before this)
+        with request_priority(Priority.ENTRY):
+            await asyncio.gather(*(self._reconcile(a) for a in self.executor.accounts))
+
+    async def _reconcile(self, account: Account) -> None:
+        try:
+            report = await self.executor.watcher.reconcile(account, unprotected=self.unprotected)
+            log.info("🔧 reconcile %s: %s", account.name, "clean" if not report.changed else "changes made")
+        except Exception as exc:  # noqa: BLE001 — reconciliation failure is alerted, trading continues
+            log.error("❌ reconcile %s failed: %s", account.name, type(exc).__name__)
+            await self.executor.notifier.event(f"❌ Reconcile failed - {account.name}", type(exc).__name__)
 
     async def prepare(self, signal: Signal) -> None:
         return None

@@ -131,8 +131,12 @@ async def test_reconcile_after_restart_protects_and_cleans_up():
     assert len(two.orphans_cancelled) == 2 and not two.protected
     assert len(rep.requests("Account 2", "DELETE", "/fapi/v1/algoOrder")) == 2
     assert not three.changed
+    # open orders asked per symbol (weight 1), never without one (weight 40)
     listed = rep.requests(method="GET", path="/fapi/v1/openAlgoOrders")
-    assert len(listed) == 3 and all("symbol" not in body(req) for req, _ in listed)
+    assert len(listed) == 3 and all(body(req)["symbol"] == "BTCUSDT" for req, _ in listed)
+    # the account endpoint names Account 2's symbol (orders, no position); positionRisk only where one is open
+    assert len(rep.requests("Account 2", "GET", "/fapi/v3/positionRisk")) == 0
+    assert len(rep.requests(method="GET", path="/fapi/v3/positionRisk")) == 2
 
 
 # ---------------------------------------------------------------------------------------------- failures

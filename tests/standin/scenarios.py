@@ -162,6 +162,6 @@ async def run_scenario(scenario: Scenario, accounts: list[Account], signal: dict
     if scenario.restart:
         if break_brackets is not None and inspect.isawaitable(done := break_brackets()):
             await done
-        watcher = BracketWatcher(accounts)  # a restarted process knows no brackets
-        outcome.reports = [await watcher.reconcile(a) for a in accounts]
+        watcher = BracketWatcher(accounts)  # a restarted process that lost its brackets, not the symbol traded
+        outcome.reports = [await watcher.reconcile(a, symbols=[summary.results[0].symbol]) for a in accounts]
     return outcome

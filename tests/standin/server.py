@@ -314,6 +314,13 @@ class StandIn:
                 "initialMargin": bodies.f8(im), "maintMargin": bodies.f8(pos["maintMargin"]),
                 "updateTime": pos["updateTime"],
             })
+        # Binance lists the symbols with positions or open orders; those with orders only, without contracts
+        pending = {o["symbol"] for o in list(acct.orders.values()) + list(acct.algos.values())
+                   if o.get("status", o.get("algoStatus")) == "NEW"} - set(acct.positions)
+        for sid in sorted(pending):
+            rows.append({"symbol": sid, "positionSide": "BOTH", "positionAmt": "0", "unrealizedProfit": "0",
+                         "isolatedMargin": "0", "notional": "0", "isolatedWallet": "0", "initialMargin": "0",
+                         "maintMargin": "0", "updateTime": acct.update_time})
         return bodies.account_v3(wallet=acct.wallet, isolated=isolated, unrealized=unrealized, initial=initial,
                                  maint=maint, positions=rows, update_time=acct.update_time)
 
