@@ -77,6 +77,39 @@ def equity_figure(equity: pd.DataFrame, *, synthetic: bool, max_accounts: int = 
     return fig
 
 
+def symbols_figure(trades: pd.DataFrame, *, synthetic: bool, max_symbols: int = 20) -> Figure:
+    """A portfolio run per symbol over every account: cumulative realised pnl by exit time (left) and total pnl
+    with trade counts (right). `fanout backtest` saves it as symbols.png when a run covers several symbols."""
+    fig, axes = _figure("Results per symbol (all accounts)", synthetic, ncols=2, figsize=(12, 5),
+                        width_ratios=(3, 2))
+    ax, ax_bar = axes[0, 0], axes[0, 1]
+    if len(trades):
+        exit_time = pd.to_datetime(trades["exit_time"], utc=True, format="ISO8601") \
+            if trades["exit_time"].dtype == object else pd.to_datetime(trades["exit_time"], unit="ms", utc=True)
+        frame = trades.assign(exit_time=exit_time).sort_values("exit_time", kind="stable")
+        totals = frame.groupby("symbol")["pnl"].agg(["sum", "count"]).sort_values("sum")
+        shown = list(totals.index[-max_symbols:])
+        for symbol in shown:
+            t = frame[frame["symbol"] == symbol]
+            ax.step(t["exit_time"], t["pnl"].cumsum(), where="post", label=symbol.split(":")[0], linewidth=1)
+        colours = ["tab:green" if v > 0 else "tab:red" for v in totals["sum"]]
+        labels = [f"{sym.split(':')[0]} ({n})" for sym, n in zip(totals.index, totals["count"], strict=True)]
+        ax_bar.barh(labels, totals["sum"], color=colours)
+        if len(shown) <= 12:
+            ax.legend(loc="best", fontsize=8)
+    ax.set_ylabel("cumulative pnl (USDT)")
+    ax.set_xlabel("exit time (UTC)")
+    ax.axhline(0, color="grey", linewidth=0.6)
+    ax_bar.set_xlabel("pnl (USDT); (trades)")
+    ax_bar.axvline(0, color="grey", linewidth=0.6)
+    return fig
+
+
+def plot_symbols(run: Run, max_symbols: int = 20) -> Figure:
+    """Per-symbol results of a run (the backtest's symbols.png)."""
+    return symbols_figure(run.trades, synthetic=run.synthetic, max_symbols=max_symbols)
+
+
 def plot_equity(run: Run, max_accounts: int = 20) -> Figure:
     """Mark-to-market equity per account: the same chart as the backtest's equity.png."""
     return equity_figure(run.equity, synthetic=run.synthetic, max_accounts=max_accounts)

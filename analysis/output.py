@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.charts import equity_figure
+from analysis.charts import equity_figure, symbols_figure
 from simulator.backtest import BacktestResult
 from simulator.records import TRADE_FIELDS
 
@@ -72,12 +72,42 @@ def summarize(result: BacktestResult) -> dict:
         "skipped": sum(a["skipped"] for a in accounts.values()),
         "signals": result.stats.get("signals", 0),
     }
-    return {
+    out = {
         "candles": {"source": result.candles_source, "synthetic": result.synthetic},
         "accounts": accounts,
         "totals": totals,
         "engine_stats": {k: v for k, v in result.stats.items() if k != "per_account"},
     }
+    if len(result.symbols) > 1:  # a portfolio run: totals per symbol too (a single-symbol run's are its totals)
+        out["symbols"] = summarize_symbols(result, trades)
+    return out
+
+
+def summarize_symbols(result: BacktestResult, trades: pd.DataFrame | None = None) -> dict:
+    """Totals per symbol over every account (summary.json ``symbols``): the run's symbols in order, then any
+    symbol that only had signals (every one of them skipped: no candles)."""
+    if trades is None:
+        trades = pd.DataFrame(result.trades, columns=TRADE_COLUMNS)
+    skipped = pd.DataFrame(result.skipped, columns=[*SKIP_COLUMNS, "symbol"])
+    names = list(result.symbols)
+    names += sorted(set(skipped["symbol"].dropna()) - set(names))
+    out = {}
+    for symbol in names:
+        t = trades[trades["symbol"] == symbol]
+        wins = int((t["pnl"] > 0).sum())
+        out[symbol] = {
+            "candles": symbol in result.symbols,
+            "trades": int(len(t)),
+            "accounts_traded": int(t["account"].nunique()),
+            "wins": wins,
+            "losses": int(len(t)) - wins,
+            "win_rate": round(wins / len(t), 4) if len(t) else 0.0,
+            "pnl": round(float(t["pnl"].sum()), 8),
+            "fees": round(float(t["fees"].sum()), 8),
+            "skipped": int((skipped["symbol"] == symbol).sum()),
+            "exits": {k: int(v) for k, v in t["exit_reason"].value_counts().items()},
+        }
+    return out
 
 
 def write_outputs(result: BacktestResult, out_dir: str | Path, *, plot: bool = True,
@@ -109,6 +139,8 @@ def write_outputs(result: BacktestResult, out_dir: str | Path, *, plot: bool = T
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     if plot:
         equity_figure(equity, synthetic=result.synthetic).savefig(out / "equity.png", dpi=100)
+        if len(result.symbols) > 1:
+            symbols_figure(trades, synthetic=result.synthetic).savefig(out / "symbols.png", dpi=100)
     return summary
 
 
@@ -133,4 +165,17 @@ def format_table(summary: dict) -> str:
     )
     if not math.isfinite(t["pnl"]):
         lines.append("warning: non-finite pnl")
+    return "\n".join(lines)
+
+
+def format_symbol_table(summary: dict) -> str:
+    """The per-symbol table `fanout backtest` prints after the accounts' for a run over several symbols."""
+    head = f"{'symbol':<16}{'trades':>8}{'accts':>7}{'win%':>7}{'pnl':>12}{'fees':>10}{'skipped':>9}"
+    lines = [head, "-" * len(head)]
+    for symbol, s in (summary.get("symbols") or {}).items():
+        name = symbol.split(":")[0] + ("" if s["candles"] else " *")
+        lines.append(f"{name[:15]:<16}{s['trades']:>8}{s['accounts_traded']:>7}{s['win_rate'] * 100:>7.1f}"
+                     f"{s['pnl']:>12,.2f}{s['fees']:>10,.2f}{s['skipped']:>9}")
+    if any(not s["candles"] for s in (summary.get("symbols") or {}).values()):
+        lines.append("* no candles: every signal skipped")
     return "\n".join(lines)

@@ -9,7 +9,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from analysis import format_table, write_outputs
+from analysis import format_symbol_table, format_table, write_outputs
 from fanout import argtypes
 from fanout.options import (
     add_balance_options,
@@ -22,6 +22,7 @@ from fanout.signals_file import read_signals
 from marketdata import paths
 from marketdata.cache import cache_path
 from marketdata.candles import CandleError, Candles, load_candles
+from marketdata.dataset import DatasetError, SymbolData, gather, split_assignment
 from marketdata.rules import MarketRules
 from marketdata.synthetic import demo_signals, generate_candles
 from simulator.parallel import default_workers, run_backtest
@@ -54,11 +55,23 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def add_data_options(p: argparse.ArgumentParser) -> None:
-    """--candles, --fine-candles, --symbol, --timeframe, --signals (backtest and sweep)."""
-    p.add_argument("--candles", metavar="PATH", help="candles CSV/Parquet (default: data/cache, else synthetic)")
-    p.add_argument("--fine-candles", metavar="PATH", help="finer candles (e.g. 1m under 1h) to order intra-candle hits")
-    p.add_argument("--symbol", type=argtypes.symbol, default=DEMO_SYMBOL,
-                   help=f"symbol of the candles / cache (default {DEMO_SYMBOL})")
+    """--candles, --symbols, --funding, --mark, --fine-candles, --symbol, --timeframe, --signals (backtest, sweep)."""
+    p.add_argument("--candles", metavar="PATH", action="append", default=[],
+                   help="candles CSV/Parquet; repeat for many symbols, SYMBOL=PATH to name the symbol, or a folder "
+                        "of SYMBOL-….csv files (default: data/cache, else synthetic)")
+    p.add_argument("--symbols", metavar="A,B,...", action="append", default=[],
+                   help="symbols whose --timeframe candles are read from the download cache (with their cached "
+                        "funding and mark prices)")
+    p.add_argument("--funding", metavar="SYMBOL=PATH", action="append", default=[],
+                   help="funding-rate file of a symbol (repeatable; columns symbol, fundingTime, fundingRate"
+                        "[, markPrice]); default: one in a --candles folder or the cache, else 'funding unknown'")
+    p.add_argument("--mark", metavar="SYMBOL=PATH", action="append", default=[],
+                   help="mark-price candles of a symbol (repeatable); default: a …-mark… file in a --candles folder "
+                        "or the cache, else candle prices stand in")
+    p.add_argument("--fine-candles", metavar="PATH", action="append", default=[],
+                   help="finer candles (e.g. 1m under 1h) to order intra-candle hits; SYMBOL=PATH with many symbols")
+    p.add_argument("--symbol", type=argtypes.symbol, default=None,
+                   help=f"symbol of a lone --candles file / of the cache (default {DEMO_SYMBOL})")
     p.add_argument("--timeframe", type=argtypes.timeframe, default="1m",
                    help="timeframe of the cached candles to read (default 1m)")
     p.add_argument("--signals", metavar="PATH", help="signals CSV or JSON lines (default: bundled demo signals)")
@@ -66,22 +79,33 @@ def add_data_options(p: argparse.ArgumentParser) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Inputs:
-    """What a backtest replays: candles (and finer ones), signals, the market rules, and where they came from."""
+    """What a backtest replays: each symbol's series (candles, funding, mark prices), finer candles, signals, the
+    market rules, and where they came from."""
 
-    candles: Candles
-    fine: Candles | None
+    series: list[SymbolData]
+    fine: list[Candles]
     signals: list
     rules: MarketRules
     meta: dict  # how to find the candles again (summary.json)
+
+    @property
+    def candles(self) -> Candles:
+        """The first symbol's candles (the only ones of a single-symbol run)."""
+        return self.series[0].candles
+
+    @property
+    def all_candles(self) -> list[Candles]:
+        return [s.candles for s in self.series]
 
 
 def load_inputs(args: argparse.Namespace, accounts: int) -> Inputs:
     """Read and check the candles, signals and rules of ``args`` (add_data_options), saying on stderr what they
     are; a refusal raises before anything runs."""
-    candles, origin, meta = _candles(args)
-    fine = load_candles(args.fine_candles, symbol=candles.symbol) if args.fine_candles else None
     rules = MarketRules.load()
-    rules.check_symbols([candles.symbol])
+    series, meta = _series(args, rules)
+    rules.check_symbols([s.symbol for s in series])
+    fine = _fine(args, series)
+    first = series[0].candles
     if args.signals:
         signals = read_signals(args.signals)
         sig_origin = f"signals from {args.signals}"
@@ -90,39 +114,69 @@ def load_inputs(args: argparse.Namespace, accounts: int) -> Inputs:
     else:
         signals = read_signals(paths.demo_signals_file())
         sig_origin = f"bundled demo signals {paths.demo_signals_file()}"
-        t0, t1 = int(candles.time[0]), int(candles.time[-1])
-        if not any(t0 <= s.time <= t1 for s in signals):
+        t0, t1 = int(first.time[0]), int(first.time[-1])
+        if len(series) == 1 and not any(t0 <= s.time <= t1 for s in signals):
             from engine.signal import parse_signal
 
-            signals = [parse_signal(d) for d in demo_signals(candles)]
+            signals = [parse_signal(d) for d in demo_signals(first)]
             sig_origin = f"demo signals derived from the candles ({len(signals)}; bundled ones are outside them)"
     print(f"📏 market rules: snapshot {rules.name} ({rules.path})", file=sys.stderr)
-    note = rules.fallback_note([candles.symbol])
+    note = rules.fallback_note([s.symbol for s in series])
     if note:
         print(f"⚠️  {note}", file=sys.stderr)
-    print(f"📈 {origin}: {len(candles):,} candles {candles.timeframe} {candles.symbol}", file=sys.stderr)
+    for s in series:
+        print(f"📈 {s.origin}: {len(s.candles):,} candles {s.candles.timeframe} {s.symbol}", file=sys.stderr)
+    if len(series) > 1:
+        traded = {s.symbol for s in signals}
+        without = sorted(traded - {s.symbol for s in series})
+        if without:
+            shown = ", ".join(without[:8]) + (f" and {len(without) - 8} more" if len(without) > 8 else "")
+            print(f"⚠️  no candles for {shown}: their signals are skipped", file=sys.stderr)
     print(f"📨 {sig_origin}: {len(signals)} signals; {accounts} accounts", file=sys.stderr)
-    return Inputs(candles, fine, signals, rules, meta)
+    return Inputs(series, fine, signals, rules, meta)
 
 
-def _candles(args: argparse.Namespace) -> tuple[Candles, str, dict]:
-    """The candles to replay, a description, and how to find them again (for summary.json)."""
-    symbol = args.symbol
-    if args.candles:
-        candles = load_candles(args.candles, symbol=symbol)
-        return candles, f"candles from {args.candles}", {
-            "path": str(Path(args.candles).resolve()), "timeframe": candles.timeframe, "symbol": symbol}
-    cached = cache_path(symbol, args.timeframe)
-    if cached.exists():
-        candles = load_candles(cached, symbol=symbol, timeframe=args.timeframe)
-        return candles, f"real candles from cache {cached}", {
-            "path": str(cached.resolve()), "timeframe": args.timeframe, "symbol": symbol}
-    if symbol != DEMO_SYMBOL or args.timeframe != "1m":
-        raise CandleError(str(cached), "no cached candles; run `fanout data download "
-                          f"{symbol.split(':')[0]} {args.timeframe} --since YYYY-MM-DD` first")
-    candles = generate_candles(symbol=symbol, start=DEMO_START, minutes=DEMO_DAYS * 24 * 60, seed=DEMO_SEED)
-    return candles, f"SYNTHETIC candles generated by fanout (seed {DEMO_SEED}, {DEMO_DAYS} days of 1m BTC/USDT)", {
-        "seed": DEMO_SEED, "start": DEMO_START, "minutes": DEMO_DAYS * 24 * 60, "timeframe": "1m", "symbol": symbol}
+def _series(args: argparse.Namespace, rules: MarketRules) -> tuple[list[SymbolData], dict]:
+    """Each symbol's series, and how to find the candles again (summary.json ``candles``)."""
+    if args.candles or args.symbols:
+        series = gather(candles=args.candles, symbols=args.symbols, funding=args.funding, mark=args.mark,
+                        timeframe=args.timeframe, symbol_hint=args.symbol, default_symbol=DEMO_SYMBOL,
+                        known_ids=rules.ids)
+    else:
+        symbol = args.symbol or DEMO_SYMBOL
+        if cache_path(symbol, args.timeframe).exists():
+            series = gather(symbols=[symbol], funding=args.funding, mark=args.mark, timeframe=args.timeframe)
+        else:
+            if symbol != DEMO_SYMBOL or args.timeframe != "1m":
+                raise CandleError(str(cache_path(symbol, args.timeframe)), "no cached candles; run `fanout data "
+                                  f"download {symbol.split(':')[0]} {args.timeframe} --since YYYY-MM-DD` first")
+            candles = generate_candles(symbol=symbol, start=DEMO_START, minutes=DEMO_DAYS * 24 * 60, seed=DEMO_SEED)
+            origin = (f"SYNTHETIC candles generated by fanout (seed {DEMO_SEED}, {DEMO_DAYS} days of 1m "
+                      "BTC/USDT)")
+            return [SymbolData(symbol, candles, origin)], {
+                "seed": DEMO_SEED, "start": DEMO_START, "minutes": DEMO_DAYS * 24 * 60, "timeframe": "1m",
+                "symbol": symbol}
+    where = {s.symbol: {"path": str(Path(s.candles.source).resolve()), "timeframe": s.candles.timeframe}
+             for s in series}
+    if len(series) == 1:
+        s = series[0]
+        return series, {**where[s.symbol], "symbol": s.symbol}
+    return series, {"series": where}
+
+
+def _fine(args: argparse.Namespace, series: list[SymbolData]) -> list[Candles]:
+    """The --fine-candles of each symbol (a lone path belongs to a single-symbol run's symbol)."""
+    out: dict[str, Candles] = {}
+    for value in args.fine_candles:
+        symbol, path = split_assignment(value, "--fine-candles")
+        if symbol is None:
+            if len(series) > 1:
+                raise DatasetError(f"--fine-candles {value}: with many symbols give it as SYMBOL=PATH")
+            symbol = series[0].symbol
+        if symbol in out:
+            raise DatasetError(f"--fine-candles for {symbol} given twice")
+        out[symbol] = load_candles(path, symbol=symbol)
+    return list(out.values())
 
 
 def run(args: argparse.Namespace) -> int:
@@ -133,11 +187,11 @@ def run(args: argparse.Namespace) -> int:
     data = load_inputs(args, len(balances))
     if workers > 1:
         print(f"⚙️  {len(balances)} accounts on {workers} worker processes", file=sys.stderr)
-    candles, fine, signals, rules, meta = data.candles, data.fine, data.signals, data.rules, data.meta
+    signals, rules, meta = data.signals, data.rules, data.meta
     logging.getLogger("fanout.executor").setLevel(logging.WARNING)
     logging.getLogger("fanout.watcher").setLevel(logging.WARNING)
     result = run_backtest(
-        [candles], signals, balances, config, workers=workers, fine=[fine] if fine is not None else None,
+        data.all_candles, signals, balances, config, workers=workers, fine=data.fine or None,
         rules=rules, taker_fee=args.taker_fee, maker_fee=args.maker_fee, slippage_bps=args.slippage_bps,
         progress=not args.no_progress and sys.stderr.isatty(),
     )
@@ -148,6 +202,11 @@ def run(args: argparse.Namespace) -> int:
         if result.synthetic:
             print("⚠️  SYNTHETIC candles (generated, not market data) — `fanout data download` for real ones")
         print(format_table(summary))
+        if "symbols" in summary:
+            print()
+            print(format_symbol_table(summary))
         files = "trades.csv, skipped.csv, equity.csv, summary.json" + ("" if args.no_plot else ", equity.png")
+        if "symbols" in summary and not args.no_plot:
+            files += ", symbols.png"
         print(f"\n📁 {Path(args.out)}/: {files}")
     return 0

@@ -66,8 +66,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"🧮 {len(grid)} cells ({tasks} backtests of {len(grid.balance)} balances) on {where}", file=sys.stderr)
     logging.getLogger("fanout.executor").setLevel(logging.WARNING)
     logging.getLogger("fanout.watcher").setLevel(logging.WARNING)
-    cells = sweep([data.candles], data.signals, grid, config, mapper=mapper, rules=data.rules,
-                  fine=[data.fine] if data.fine is not None else None, taker_fee=args.taker_fee,
+    cells = sweep(data.all_candles, data.signals, grid, config, mapper=mapper, rules=data.rules,
+                  fine=data.fine or None, taker_fee=args.taker_fee,
                   maker_fee=args.maker_fee)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

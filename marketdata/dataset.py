@@ -141,14 +141,14 @@ def gather(
             plan.put(plan.candles, symbol, path, f"candles from {path}", "candles")
         elif path.is_dir():
             _plan_folder(plan, path, known_ids)
-        elif not path.exists():
-            raise DatasetError(f"--candles: {path}: file not found")
-        else:
+        else:  # a missing or unreadable file is refused by the loader, naming it and why
             loose.append(path)
     for path in loose:
         named = symbol_from_name(path, known_ids)
         lone = len(loose) == 1 and not plan.candles
         symbol = (symbol_hint or named or default_symbol) if lone else named
+        if symbol is None and not path.exists():
+            raise DatasetError(f"--candles: {path}: file not found")
         if symbol is None:
             raise DatasetError(f"--candles: cannot tell the symbol of {path} from its name: give it as "
                                f"SYMBOL=PATH (e.g. BTCUSDT={path})")

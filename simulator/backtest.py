@@ -50,6 +50,7 @@ class BacktestResult:
     synthetic: bool
     candles_source: str
     summaries: list[dict] = field(default_factory=list)
+    symbols: list[str] = field(default_factory=list)  # the symbols with candles, in the run's order
 
 
 @contextlib.contextmanager
@@ -205,7 +206,8 @@ class BacktestRunner:
                 self._skip(r.account, r.signal_id, prefix + r.reason)
 
     def _skip(self, account: str, signal_id: str, reason: str) -> None:
-        self._skipped.append({"account": account, "signal_id": signal_id, "reason": reason})
+        self._skipped.append({"account": account, "signal_id": signal_id, "reason": reason,
+                              "symbol": self.signals[self._signal_index].symbol})
         self.skip_signal_index.append(self._signal_index)
 
     def _skip_all(self, signal: Signal, reason: str) -> None:
@@ -305,17 +307,24 @@ class BacktestRunner:
             end_balance={n: ex.wallet for n, ex in self.exchanges.items()},
             stats=self.executor.stats.to_dict(),
             synthetic=any(bool(getattr(r.c, "synthetic", False)) for r in self.replays.values()),
-            candles_source=str(getattr(first, "source", "")),
+            candles_source=(str(getattr(first, "source", "")) if len(self.replays) == 1 else
+                            "; ".join(str(getattr(r.c, "source", "")) for r in self.replays.values())),
             summaries=self._summaries,
+            symbols=list(self.replays),
         )
 
+    def _clock_times(self) -> np.ndarray:
+        """Every candle open time of the run: one symbol's times, or the union of all symbols' (one clock)."""
+        if len(self.replays) == 1:
+            return next(iter(self.replays.values())).c.time
+        return np.unique(np.concatenate([r.c.time for r in self.replays.values()]))
+
     def _equity_curves(self, trades: list[TradeRow]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """Mark-to-market equity per account on a regular grid (at most ``equity_points`` candles)."""
-        replay = next(iter(self.replays.values()))
-        c = replay.c
-        step = max(1, len(c.time) // self.equity_points)
-        grid_idx = np.arange(0, len(c.time), step)
-        grid_t = c.time[grid_idx]
+        """Mark-to-market equity per account on a regular grid (at most ``equity_points`` candles of the run's
+        clock): realised pnl plus every open position's floating pnl at its own symbol's last close."""
+        times = self._clock_times()
+        step = max(1, len(times) // self.equity_points)
+        grid_t = times[np.arange(0, len(times), step)]
         names = list(self.balances)
         row = {n: i for i, n in enumerate(names)}
         realized = np.zeros((len(names), len(grid_t) + 1))

@@ -236,7 +236,7 @@ def test_signal_before_the_first_candle_is_skipped_with_a_reason():
     signals = [sig(time=T0 - HOUR, id="early"), sig(time=T0 - 30 * MINUTE, id="just-before")]
     res = runner([QUIET, QUIET], signals=signals).run()
     assert res.skipped == [{"account": "A", "signal_id": "early",
-                            "reason": "signal before the first candle (2024-01-01T00:00:00Z)"}]
+                            "reason": "signal before the first candle (2024-01-01T00:00:00Z)", "symbol": BTC}]
     assert [(t["signal_id"], t["entry_time"]) for t in res.trades] == [("just-before", T0)]
 
 
@@ -244,7 +244,8 @@ def test_one_position_per_symbol_in_a_backtest():
     signals = [sig(), sig(time=T0 + HOUR, id="s2")]
     res = runner([QUIET, QUIET, QUIET], signals=signals).run()
     assert [t["signal_id"] for t in res.trades] == ["s1"]
-    assert res.skipped == [{"account": "A", "signal_id": "s2", "reason": "already has an open BTC/USDT position"}]
+    assert res.skipped == [{"account": "A", "signal_id": "s2", "reason": "already has an open BTC/USDT position",
+                            "symbol": BTC}]
 
 
 def test_leverage_bracket_skip_in_a_backtest():
