@@ -181,12 +181,17 @@ class BracketWatcher:
             except Exception:  # noqa: BLE001
                 pass
 
-    async def poll(self) -> int:
-        """Polling path (live): find legs no longer open, look up their state, cancel siblings. Returns fills."""
+    async def poll(self, accounts: Iterable[str] | None = None) -> int:
+        """Polling path (live): find legs no longer open, look up their state, cancel siblings. Returns fills.
+
+        accounts: only these accounts' brackets (e.g. those whose pushed updates are not arriving); default all.
+        """
         fills = 0
+        only = None if accounts is None else set(accounts)
         by_account: dict[tuple[str, str], list[Bracket]] = {}
         for b in self.open_brackets():
-            by_account.setdefault((b.account, b.symbol), []).append(b)
+            if only is None or b.account in only:
+                by_account.setdefault((b.account, b.symbol), []).append(b)
         for (name, symbol), brackets in by_account.items():
             ex = self.accounts[name].exchange
             try:

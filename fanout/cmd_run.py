@@ -65,7 +65,7 @@ async def _run(args: argparse.Namespace) -> int:
         if mode == "live":
             runtime = await build_live(env, config, notifier, reconcile=args.reconcile != "off",
                                        unprotected=args.reconcile if args.reconcile != "off" else "stop",
-                                       standby=standby)
+                                       standby=standby, streams=not args.once)
         else:
             runtime = await build_paper(env, config, notifier, balances=balances, standby=standby)
             print(f"📄 PAPER trading: {len(runtime.accounts)} virtual accounts at live prices "

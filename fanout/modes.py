@@ -125,8 +125,10 @@ def live_banner(accounts: list[Account], *, demo: bool, api_url: str | None, con
 
 
 async def build_live(env: Mapping[str, str], config: ExecutionConfig, notifier: Notifier, *,
-                     reconcile: bool = True, unprotected: str = "stop", standby: bool = False) -> Runtime:
-    """Live trading on real (or demo) accounts, with start-up reconciliation.
+                     reconcile: bool = True, unprotected: str = "stop", standby: bool = False,
+                     streams: bool = False) -> Runtime:
+    """Live trading on real (or demo) accounts, with start-up reconciliation; ``streams``: fills pushed by each
+    account's user-data stream (a long-running bot), polling only while a stream is down.
 
     One live bot per database: raises InstanceLocked naming the bot that holds it, or with ``standby`` waits
     until that one is gone (before touching any account); RoleConflict while a paper bot holds it."""
@@ -160,10 +162,12 @@ async def build_live(env: Mapping[str, str], config: ExecutionConfig, notifier: 
         undo.callback(journal.close)
         executor = MultiAccountExecutor(accounts, config, notifier=notifier, ledger=saved_ledger(journal, "live"))
         primary = next((a for a in accounts if selection.fallback and a.name == selection.fallback.name), None)
-        session = LiveSession(executor, fallback_account=primary, reconcile=reconcile, unprotected=unprotected)
+        session = LiveSession(executor, fallback_account=primary, reconcile=reconcile, unprotected=unprotected,
+                              streams=streams)
+        undo.push_async_callback(session.close)
         service = TradingService(mode="live", executor=executor, journal=journal, session=session,
                                  tick_interval=tick_interval)
         await service.start()
         undo.pop_all()  # started: the Runtime owns it all now
-    return Runtime("live", accounts, executor, service, journal, notifier, [partial(close_all, accounts), budget.close],
-                   lock=lock)
+    return Runtime("live", accounts, executor, service, journal, notifier,
+                   [session.close, partial(close_all, accounts), budget.close], lock=lock)

@@ -8,8 +8,11 @@ simulator/paper_session.py), behind fanout's TradingService:
   (or is closed, ``unprotected='close'``), orphan reduce-only orders are cancelled. A failed reconciliation is
   alerted and trading continues.
 - ``prepare(signal)``: nothing — the exchange has its own prices.
-- ``tick()``: the watcher polls the exchange for filled stop / target legs and cancels their siblings (no
-  websocket: a fill is found on the next poll).
+- fills: with ``streams``, each account's user-data stream (live/user_stream.py) pushes order updates to the
+  watcher, which cancels the sibling of a filled stop / target as soon as Binance reports the fill; a stream
+  that (re)connects resyncs that account's brackets over REST (``on_connect``).
+- ``tick()``: the watcher polls for filled legs on the accounts whose stream is down (every account without
+  streams), at housekeeping priority, every ``LIVE_POLL_SECONDS``.
 - ``fallback(signal, summary)``: priority 3 of account selection — only when the multi-account attempt placed
   nothing at all (``live.accounts.fallback_needed``), the signal is retried on the single primary key.
 - ``persist()``: nothing of its own; the exchange holds the accounts' state (the service saves the engine's).
@@ -23,6 +26,7 @@ import logging
 from engine import Account, MultiAccountExecutor, Signal, SignalSummary
 from live.accounts import fallback_needed
 from live.budget_config import Priority, request_priority
+from live.user_stream import UserStream, UserStreams
 
 log = logging.getLogger("fanout.live")
 UNPROTECTED = ("stop", "close")
@@ -35,26 +39,49 @@ class LiveSession:
     fallback_account: the single primary account for the fallback, or None (no fallback).
     reconcile: reconcile every account in :meth:`start`. unprotected: what reconciliation does with a position
     that has no stop: ``"stop"`` (place one) or ``"close"`` (close it at market).
+    streams: push fills through each account's user-data stream (live/user_stream.py; the exchanges must be
+    ccxt.pro ``LiveExchange``s): started with the session, stopped by :meth:`close`.
     """
 
     def __init__(self, executor: MultiAccountExecutor, *, fallback_account: Account | None = None,
-                 reconcile: bool = True, unprotected: str = "stop") -> None:
+                 reconcile: bool = True, unprotected: str = "stop", streams: bool = False) -> None:
         if unprotected not in UNPROTECTED:
             raise ValueError(f"unprotected must be one of {UNPROTECTED}, got {unprotected!r}")
         self.executor = executor
         self.fallback_account = fallback_account
         self.reconcile = reconcile
         self.unprotected = unprotected
+        self.streams: UserStreams | None = None
+        if streams:
+            self.streams = UserStreams(UserStream(a.name, a.exchange, on_order=self._on_order,
+                                                  on_connect=self._on_connect) for a in executor.accounts)
 
     def __repr__(self) -> str:
         return f"LiveSession({len(self.executor.accounts)} accounts, fallback={self.fallback_account!r})"
 
     async def start(self) -> None:
+        if self.streams is not None:  # in the background: each resyncs over REST once connected
+            self.streams.start()
         if not self.reconcile:
             return
         # every account at once: the IP's weight budget paces them (entry priority: nothing trades before this)
         with request_priority(Priority.ENTRY):
             await asyncio.gather(*(self._reconcile(a) for a in self.executor.accounts))
+
+    async def close(self) -> None:
+        """Stop the user-data streams (the exchanges are closed by whoever opened them)."""
+        if self.streams is not None:
+            await self.streams.stop()
+
+    async def _on_order(self, account: str, order: dict) -> None:
+        """A pushed order update: a filled stop-loss / take-profit has its sibling cancelled at once."""
+        await self.executor.watcher.on_order_update(account, order)
+
+    async def _on_connect(self, account: str, first: bool) -> None:
+        """A stream (re)connected: what it may have missed is read over REST (the account's brackets)."""
+        fills = await self.executor.watcher.poll(accounts=[account])
+        if fills:
+            log.info("📡 %s: resync found %d filled leg(s) the stream missed", account, fills)
 
     async def _reconcile(self, account: Account) -> None:
         try:
@@ -75,7 +102,14 @@ class LiveSession:
         return await self.executor.execute(signal, accounts=[primary])
 
     async def tick(self) -> None:
-        await self.executor.watcher.poll()
+        """Poll the brackets of accounts whose stream is down (every account without streams)."""
+        if self.streams is None:
+            await self.executor.watcher.poll()
+            return
+        down = self.streams.down()
+        if down:
+            with request_priority(Priority.HOUSEKEEPING):
+                await self.executor.watcher.poll(accounts=down)
 
     def persist(self) -> None:
         return None
