@@ -59,6 +59,9 @@ def _standin_main(conn, accounts: int, latency_s: float) -> None:
             if command[0] == "price":
                 standin.set_price(command[1], command[2])
                 conn.send(time.perf_counter())
+            elif command[0] == "fresh_minute":  # as if a minute had passed on the IP's weight counter
+                standin.limits.weight_by_minute.clear()
+                conn.send("ok")
             elif command[0] == "stop":
                 await standin.stop()
                 conn.send("stopped")
@@ -78,6 +81,10 @@ class StandInProcess:
     def set_price(self, symbol: str, price: float) -> float:
         self.conn.send(("price", symbol, price))
         return self.conn.recv()
+
+    def fresh_minute(self) -> None:
+        self.conn.send(("fresh_minute",))
+        self.conn.recv()
 
     def stop(self) -> None:
         self.conn.send(("stop",))
@@ -104,7 +111,7 @@ def spent(runtime) -> int:
 
 async def start(env: dict[str, str]):
     with contextlib.redirect_stdout(open(os.devnull, "w")):  # noqa: SIM115 — the banner lists every account
-        return await build_live(env, ExecutionConfig(), NullNotifier(), standby=False)
+        return await build_live(env, ExecutionConfig(), NullNotifier(), standby=False, streams=True)
 
 
 async def measure(accounts: int, latency_s: float) -> dict[str, float]:
@@ -113,18 +120,30 @@ async def measure(accounts: int, latency_s: float) -> dict[str, float]:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             env = live_env(standin.url, accounts, f"{tmp}/journal.db")
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             runtime = await start(env)
             figures["startup_s"] = time.perf_counter() - t0
+            figures["startup_cpu_s"] = time.process_time() - c0
+            standin.fresh_minute()
             try:
                 before = spent(runtime)
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
+                if os.environ.get("BENCH_PROFILE"):
+                    import cProfile
+                    import pstats
+                    prof = cProfile.Profile()
+                    prof.enable()
                 summary = await runtime.service.handle(parse_signal(dict(SIGNAL)), "bench")
                 figures["signal_s"] = time.perf_counter() - t0
+                figures["signal_cpu_s"] = time.process_time() - c0
+                if os.environ.get("BENCH_PROFILE"):
+                    prof.disable()
+                    pstats.Stats(prof).sort_stats("cumulative").print_stats(40)
                 figures["weight_per_account"] = (spent(runtime) - before) / accounts
                 figures["succeeded"] = summary.succeeded if summary else 0
             finally:
                 await runtime.close()
+            standin.fresh_minute()
             t0 = time.perf_counter()
             runtime = await start(env)
             figures["restart_s"] = time.perf_counter() - t0
@@ -178,8 +197,8 @@ def main() -> int:
     for n in sizes:
         f = asyncio.run(measure(n, args.latency))
         rows.append((n, f))
-        print(f"{n:>5} accounts: start-up {f['startup_s']:.2f} s, signal {f['signal_s']:.2f} s "
-              f"({f['succeeded']:.0f} ok), weight {f['weight_per_account']:.1f}/account, restart "
+        print(f"{n:>5} accounts: start-up {f['startup_s']:.2f} s (CPU {f['startup_cpu_s']:.2f} s), signal {f['signal_s']:.2f} s "
+              f"({f['succeeded']:.0f} ok, CPU {f['signal_cpu_s']:.2f} s), weight {f['weight_per_account']:.1f}/account, restart "
               f"{f['restart_s']:.2f} s, sibling cancel median {f.get('cancel_median_s', float('nan')):.3f} s "
               f"max {f.get('cancel_max_s', float('nan')):.3f} s ({f.get('cancelled', 0):.0f} cancelled)",
               flush=True)
