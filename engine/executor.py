@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Iterable
 from typing import Any
 
 from engine.config import ExecutionConfig
-from engine.errors import describe, is_outcome_unknown, is_rejected
+from engine.errors import describe, is_error, is_outcome_unknown, is_rejected
 from engine.orders import NotRecorded, OrderRef, OrderSender, OrderStateUnknown
 from engine.ports import Account, ExecutionJournal, Notifier, NullNotifier
 from engine.results import FAILED, SKIPPED, SUCCESS, UNKNOWN, AccountResult, ExecutionStats, SignalSummary
@@ -205,7 +205,11 @@ class MultiAccountExecutor(ResumeMixin):
         key = (account.name, symbol)
         try:
             if key not in self._margin_mode_set:
-                await ex.set_margin_mode(cfg.margin_mode, symbol)
+                try:
+                    await ex.set_margin_mode(cfg.margin_mode, symbol)
+                except Exception as exc:
+                    if not is_error(exc, "MarginModeAlreadySet"):  # -4046: set by an earlier run, fine
+                        raise
                 self._margin_mode_set.add(key)
             if self._leverage_set.get(key) != leverage:
                 await ex.set_leverage(leverage, symbol)

@@ -152,8 +152,16 @@ class ResumeMixin:
         legs = {}
         for leg in ("SL", "TP"):
             legs[leg] = await self.orders.find(ex, OrderRef(signal.id, account.name, signal.symbol, leg))
-        if position is None:  # filled, and closed while nothing watched it (its stop or target, or by hand)
+        if position is None:  # filled, and closed: by the emergency close, or its stop or target, or by hand
             await self._cancel_reduce_only(account, signal)
+            close = None
+            if "X" in prior.legs:
+                close = await self.orders.find(ex, OrderRef(signal.id, account.name, signal.symbol, "X"))
+            if close is not None and float(close.get("filled") or 0):
+                result.closed = True
+                result.reason = ("resumed after restart: the stop-loss was not placed and the position was closed "
+                                 "at market")
+                return result
             result.status = SUCCESS
             result.stop_loss_order_id = _id(legs["SL"])
             result.take_profit_order_id = _id(legs["TP"])

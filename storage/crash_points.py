@@ -7,9 +7,11 @@ the bot and checks that nothing was lost, duplicated or left without a stop. Uns
 
 Points, in a signal's life: ``received`` (before the signal is journaled), ``claimed`` (prepared, before trading),
 per account and order leg (E entry, SL, TP, X emergency close) ``<leg>.intent`` (before the intent: not sent),
-``<leg>.sent`` (a reply was lost), ``<leg>.acknowledged`` (the venue has it; the journal does not know yet),
-``<leg>.failed``, then ``outcome`` (before the account's executions row), ``summary`` (every account done,
-before anything is saved) and ``done``.
+``<leg>.sending`` (the intent is durable, the request not sent), ``<leg>.sent`` (a reply was lost: it may
+exist), ``<leg>.acknowledged`` (the venue has it; the journal does not know yet), ``<leg>.failed`` (refused,
+not yet journaled), then ``outcome`` (before the account's executions row), ``summary`` (every account done,
+before anything is saved) and ``done`` (saved, before the signal is marked done). ``sent``, ``failed`` and the
+X legs are reached only when the venue misbehaves (the harness injects that fault too).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import sys
 CRASH_EXIT_CODE = 86
 VARIABLE = "FANOUT_CRASH_AT"
 LEGS = ("E", "SL", "TP", "X")
-ORDER_STATES = ("intent", "sent", "acknowledged", "failed")
+ORDER_STATES = ("intent", "sending", "sent", "acknowledged", "failed")
 POINTS = ("received", "claimed", *(f"{leg}.{state}" for leg in LEGS for state in ORDER_STATES), "outcome",
           "summary", "done")
 

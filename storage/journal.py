@@ -241,6 +241,8 @@ class Journal:
             _upsert(conn, order_intents, keys, fields)
 
         await self.writer.submit(write)
+        if event.state == "intent":
+            self.crash.reached(f"{event.leg}.sending", event.account)  # durable, not sent yet
 
     def order_intents(self, signal_id: str) -> list[dict]:
         """Every order state journaled for ``signal_id`` (one row per account and leg)."""

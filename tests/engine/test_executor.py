@@ -142,6 +142,16 @@ async def test_leverage_and_margin_mode_are_set_once(venue, make_accounts):
     assert modes == [("isolated", BTC)]
 
 
+
+async def test_margin_mode_already_set_by_an_earlier_run_is_not_a_failure(venue, make_accounts, seed_signal):
+    """A restarted bot sets the margin mode again: Binance answers -4046 and ccxt raises MarginModeAlreadySet
+    (throwMarginModeAlreadySet is on by default); the account trades anyway (found by the crash harness)."""
+    (account,) = make_accounts(1_000)
+    account.exchange.fail_next("set_margin_mode", ccxt.MarginModeAlreadySet(
+        'binanceusdm {"code":-4046,"msg":"No need to change margin type."}'))
+    summary = await no_wait([account]).execute(seed_signal)
+    assert summary.results[0].status == "success", summary.results[0].reason
+
 # --- failure isolation ------------------------------------------------------------------------------------------
 
 async def test_one_account_failing_does_not_stop_the_others(venue, make_accounts, seed_signal):
