@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Iterable
 from typing import Any
 
 from engine.config import ExecutionConfig
-from engine.errors import describe, is_error, is_outcome_unknown, is_rejected
+from engine.errors import describe, is_error, is_order_not_found, is_outcome_unknown, is_rejected
 from engine.orders import NotRecorded, OrderRef, OrderSender, OrderStateUnknown
 from engine.ports import Account, ExecutionJournal, Notifier, NullNotifier
 from engine.results import FAILED, SKIPPED, SUCCESS, UNKNOWN, AccountResult, ExecutionStats, SignalSummary
@@ -33,7 +33,7 @@ class MultiAccountExecutor(ResumeMixin):
     """Executes signals on every account concurrently.
 
     Per account: balance → minimums → risk → sizing → isolated margin → leverage → market entry →
-    reduce-only stop-loss → reduce-only take-profit → notification. A failure on one account (any exception)
+    reduce-only stop-loss and take-profit, sent together → notification. A failure on one account (any exception)
     becomes that account's result; the others carry on. If the stop cannot be placed after the entry filled,
     the position is closed at market. An entry whose fate stays unknown is settled by the account's position
     (filled: protected as usual) or left ``unknown`` with a watch on the symbol. Margin mode and leverage are set
@@ -285,43 +285,53 @@ class MultiAccountExecutor(ResumeMixin):
 
     async def _protect(self, account: Account, signal: Signal, result: AccountResult, *, stop: dict | None = None,
                        target: dict | None = None, note: str = "") -> AccountResult:
-        """The entry filled (``result.quantity`` at ``result.fill_price``): the reduce-only stop-loss, then the
-        take-profit, at the signal's prices; ``stop`` / ``target``: legs already placed (found after a restart)."""
+        """The entry filled (``result.quantity`` at ``result.fill_price``): the reduce-only stop-loss and the
+        take-profit at the signal's prices, sent together (one round trip, not two); ``stop`` / ``target``: legs
+        already placed (found after a restart). A stop that fails closes the position (the take-profit, if
+        placed, is cancelled with it)."""
         ex = account.exchange
         symbol, filled = signal.symbol, result.quantity
         sl_price, tp_price = result.stop_loss, result.take_profit
-        if stop is None:
-            ref = OrderRef(signal.id, account.name, symbol, "SL")
-            try:
-                stop = await self.orders.send(
-                    ex, ref,
-                    lambda: ex.create_order(symbol, "market", signal.exit_side, filled, None, {
-                        "stopLossPrice": sl_price, "reduceOnly": True, "workingType": self.config.working_type,
-                        "clientOrderId": ref.cid,
-                    }),
-                    amount=filled, price=sl_price,
-                )
-            except Exception as exc:
-                return await self._emergency_close(account, signal, result, exc)
+
+        async def leg(name: str, trigger: str, price: float | None) -> dict:
+            ref = OrderRef(signal.id, account.name, symbol, name)
+            return await self.orders.send(
+                ex, ref,
+                lambda: ex.create_order(symbol, "market", signal.exit_side, filled, None, {
+                    trigger: price, "reduceOnly": True, "workingType": self.config.working_type,
+                    "clientOrderId": ref.cid,
+                }),
+                amount=filled, price=price,
+            )
+
+        async def placed(order: dict | None) -> dict | None:
+            return order
+
+        stop_out, target_out = await asyncio.gather(
+            leg("SL", "stopLossPrice", sl_price) if stop is None else placed(stop),
+            leg("TP", "takeProfitPrice", tp_price) if target is None else placed(target),
+            return_exceptions=True,
+        )
+        if isinstance(stop_out, BaseException):
+            if not isinstance(stop_out, Exception):
+                raise stop_out
+            result = await self._emergency_close(account, signal, result, stop_out)
+            if isinstance(target_out, dict) and result.closed:  # else it still limits the open position
+                await self._cancel_leg(account, signal, target_out, "take-profit")
+            elif isinstance(target_out, BaseException) and not is_rejected(target_out):
+                self._watch(account, signal, result, "take-profit state unknown beside a failed stop")
+            return result
+        stop = stop_out
         result.stop_loss_order_id = str(stop.get("id"))
 
         warning = ""
-        if target is None:
-            ref = OrderRef(signal.id, account.name, symbol, "TP")
-            try:
-                target = await self.orders.send(
-                    ex, ref,
-                    lambda: ex.create_order(symbol, "market", signal.exit_side, filled, None, {
-                        "takeProfitPrice": tp_price, "reduceOnly": True, "workingType": self.config.working_type,
-                        "clientOrderId": ref.cid,
-                    }),
-                    amount=filled, price=tp_price,
-                )
-            except Exception as exc:
-                warning = f"take-profit not placed (stop-loss is in place): {describe(exc)}"
-                log.warning("⚠️ %s: %s", account.name, warning)
-        if target is not None:
-            result.take_profit_order_id = str(target.get("id"))
+        if isinstance(target_out, BaseException):
+            if not isinstance(target_out, Exception):
+                raise target_out
+            warning = f"take-profit not placed (stop-loss is in place): {describe(target_out)}"
+            log.warning("⚠️ %s: %s", account.name, warning)
+        elif target_out is not None:
+            result.take_profit_order_id = str(target_out.get("id"))
 
         result.status = SUCCESS
         result.reason = "; ".join(x for x in (note, warning) if x)
@@ -331,6 +341,17 @@ class MultiAccountExecutor(ResumeMixin):
             stop_loss_id=result.stop_loss_order_id, take_profit_id=result.take_profit_order_id,
         ))
         return result
+
+    async def _cancel_leg(self, account: Account, signal: Signal, order: dict, what: str) -> None:
+        """Cancel a leg placed beside a stop that failed (the position is being closed)."""
+        try:
+            await account.exchange.cancel_order(str(order.get("id")), signal.symbol, dict(TRIGGER))
+            log.info("🧹 %s: cancelled the %s placed beside the failed stop", account.name, what)
+        except Exception as exc:  # noqa: BLE001 — the watch set by the emergency close sweeps it
+            if not is_order_not_found(exc):
+                log.warning("%s: %s %s not cancelled yet: %s", account.name, what, order.get("id"), describe(exc))
+                self.watcher.watch(Watch(account=account.name, symbol=signal.symbol, side=signal.side,
+                                         signal_id=signal.id, reason=f"{what} beside a failed stop"))
 
     # ----------------------------------------------------------------- helpers
     async def _emergency_close(self, account: Account, signal: Signal, result: AccountResult,

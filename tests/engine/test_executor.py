@@ -306,7 +306,7 @@ async def test_stop_rejected_and_close_failing_is_reported_loudly(venue, make_ac
     async def close_fails(*args, **kwargs):
         nonlocal n
         n += 1
-        if n == 3:
+        if n == 4:  # entry, then stop and target together, then the close
             raise ccxt.ExchangeNotAvailable("maintenance")
         return await real(*args, **kwargs)
 
@@ -315,6 +315,17 @@ async def test_stop_rejected_and_close_failing_is_reported_loudly(venue, make_ac
     assert r.status == "failed" and not r.closed
     assert "EMERGENCY CLOSE FAILED" in r.reason
     assert BTC in ex.positions  # still open: the reason says so
+    assert [o["takeProfitPrice"] for o in open_algo(ex)] == [51_000.0]  # the target still limits it
+
+
+async def test_stop_rejected_the_target_placed_beside_it_is_cancelled_with_the_close(venue, make_accounts,
+                                                                                       seed_signal):
+    accounts = make_accounts(1_000)
+    ex = accounts[0].exchange
+    venue.set_price(BTC, 49_400)  # the stop would trigger at once (-2021); the target is accepted
+    (r,) = (await MultiAccountExecutor(accounts, retries=0, retry_delay=0).execute(seed_signal)).results
+    assert r.closed and r.status == "failed" and r.take_profit_order_id is None
+    assert not ex.positions and not open_algo(ex)
 
 
 async def test_take_profit_rejected_keeps_the_stop(venue, make_accounts, seed_signal):

@@ -172,7 +172,12 @@ async def test_stop_that_would_trigger_immediately_closes_the_position_at_market
         entry, close = [body(req) for req, _ in rep.requests(name, "POST", "/fapi/v1/order")]
         assert close["reduceOnly"] == "true" and close["side"] == "SELL" and close["type"] == "MARKET"
         assert close["quantity"] == entry["quantity"] and close["newClientOrderId"] == cid(rep, name, "X")
-        assert len(rep.requests(name, "POST", "/fapi/v1/algoOrder")) == 1  # the rejected stop; no target
+        # the stop (rejected) and the target went together; the target is cancelled once the position is closed
+        stop, target = sorted((body(req) for req, _ in rep.requests(name, "POST", "/fapi/v1/algoOrder")),
+                              key=lambda b: b["type"])
+        assert (stop["type"], target["type"]) == ("STOP_MARKET", "TAKE_PROFIT_MARKET")
+        (cancel,) = [body(req) for req, _ in rep.requests(name, "DELETE", "/fapi/v1/algoOrder")]
+        assert r.take_profit_order_id is None and cancel["algoId"]
 
 
 async def test_rate_limit_is_retried_with_the_same_client_order_id():
