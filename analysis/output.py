@@ -13,7 +13,8 @@ from analysis.charts import equity_figure, symbols_figure
 from simulator.backtest import BacktestResult
 from simulator.records import TRADE_FIELDS
 
-TRADE_COLUMNS = list(TRADE_FIELDS)
+TRADE_COLUMNS = [f for f in TRADE_FIELDS if f != "funding"]  # trades.csv's columns in every run
+FUNDING_COLUMN = "funding"  # appended when the run knew some symbol's funding (empty for a symbol it did not)
 SKIP_COLUMNS = ["account", "signal_id", "reason"]
 
 
@@ -31,9 +32,19 @@ def max_drawdown(curve: np.ndarray) -> tuple[float, float]:
     return float(dd[k]), float(dd[k] / peaks[k]) if peaks[k] > 0 else 0.0
 
 
+def trade_frame(result: BacktestResult) -> pd.DataFrame:
+    """The run's trades as a DataFrame (times in epoch ms); ``funding`` NaN where the symbol's funding is unknown,
+    and no ``funding`` column when the run knew no symbol's funding."""
+    trades = pd.DataFrame(result.trades, columns=list(TRADE_FIELDS))
+    if not result.funding_known:
+        return trades.drop(columns=FUNDING_COLUMN)
+    trades.loc[~trades["symbol"].isin(result.funding_known), FUNDING_COLUMN] = np.nan
+    return trades
+
+
 def summarize(result: BacktestResult) -> dict:
     """Per-account and total figures (the content of summary.json)."""
-    trades = pd.DataFrame(result.trades, columns=TRADE_COLUMNS)
+    trades = trade_frame(result)
     skipped = pd.DataFrame(result.skipped, columns=SKIP_COLUMNS)
     accounts = {}
     for name, start in result.accounts.items():
@@ -57,6 +68,8 @@ def summarize(result: BacktestResult) -> dict:
             "skipped": int((skipped["account"] == name).sum()),
             "exits": {k: int(v) for k, v in t["exit_reason"].value_counts().items()},
         }
+        if result.funding_known:  # included in pnl; symbols with unknown funding count nothing here
+            accounts[name]["funding"] = round(float(t[FUNDING_COLUMN].sum()), 8)
     n_trades = sum(a["trades"] for a in accounts.values())
     n_wins = sum(a["wins"] for a in accounts.values())
     totals = {
@@ -78,6 +91,11 @@ def summarize(result: BacktestResult) -> dict:
         "totals": totals,
         "engine_stats": {k: v for k, v in result.stats.items() if k != "per_account"},
     }
+    if result.funding_known:
+        totals["funding"] = round(sum(a["funding"] for a in accounts.values()), 8)
+    if result.funding_known or len(result.symbols) > 1:
+        out["funding"] = {"known": list(result.funding_known),
+                          "unknown": [s for s in result.symbols if s not in result.funding_known]}
     if len(result.symbols) > 1:  # a portfolio run: totals per symbol too (a single-symbol run's are its totals)
         out["symbols"] = summarize_symbols(result, trades)
     return out
@@ -87,7 +105,7 @@ def summarize_symbols(result: BacktestResult, trades: pd.DataFrame | None = None
     """Totals per symbol over every account (summary.json ``symbols``): the run's symbols in order, then any
     symbol that only had signals (every one of them skipped: no candles)."""
     if trades is None:
-        trades = pd.DataFrame(result.trades, columns=TRADE_COLUMNS)
+        trades = trade_frame(result)
     skipped = pd.DataFrame(result.skipped, columns=[*SKIP_COLUMNS, "symbol"])
     names = list(result.symbols)
     names += sorted(set(skipped["symbol"].dropna()) - set(names))
@@ -106,6 +124,8 @@ def summarize_symbols(result: BacktestResult, trades: pd.DataFrame | None = None
             "fees": round(float(t["fees"].sum()), 8),
             "skipped": int((skipped["symbol"] == symbol).sum()),
             "exits": {k: int(v) for k, v in t["exit_reason"].value_counts().items()},
+            # included in pnl; None: no funding data for the symbol ("funding unknown"), not 0
+            "funding": round(float(t[FUNDING_COLUMN].sum()), 8) if symbol in result.funding_known else None,
         }
     return out
 
@@ -121,10 +141,11 @@ def write_outputs(result: BacktestResult, out_dir: str | Path, *, plot: bool = T
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    trades = pd.DataFrame(result.trades, columns=TRADE_COLUMNS)
+    trades = trade_frame(result)
     for col in ("entry_time", "exit_time"):
         trades[col] = [_iso(v) for v in trades[col]]
     num = ["entry_price", "quantity", "margin", "notional", "stop_loss", "take_profit", "exit_price", "fees", "pnl"]
+    num += [FUNDING_COLUMN] if FUNDING_COLUMN in trades else []
     trades[num] = trades[num].astype(float).round(8)
     trades.to_csv(out / "trades.csv", index=False)
     pd.DataFrame(result.skipped, columns=SKIP_COLUMNS).to_csv(out / "skipped.csv", index=False)
@@ -170,12 +191,13 @@ def format_table(summary: dict) -> str:
 
 def format_symbol_table(summary: dict) -> str:
     """The per-symbol table `fanout backtest` prints after the accounts' for a run over several symbols."""
-    head = f"{'symbol':<16}{'trades':>8}{'accts':>7}{'win%':>7}{'pnl':>12}{'fees':>10}{'skipped':>9}"
+    head = f"{'symbol':<16}{'trades':>8}{'accts':>7}{'win%':>7}{'pnl':>12}{'fees':>10}{'funding':>10}{'skipped':>9}"
     lines = [head, "-" * len(head)]
     for symbol, s in (summary.get("symbols") or {}).items():
         name = symbol.split(":")[0] + ("" if s["candles"] else " *")
         lines.append(f"{name[:15]:<16}{s['trades']:>8}{s['accounts_traded']:>7}{s['win_rate'] * 100:>7.1f}"
-                     f"{s['pnl']:>12,.2f}{s['fees']:>10,.2f}{s['skipped']:>9}")
+                     f"{s['pnl']:>12,.2f}{s['fees']:>10,.2f}"
+                     f"{'unknown' if s['funding'] is None else format(s['funding'], ',.2f'):>10}{s['skipped']:>9}")
     if any(not s["candles"] for s in (summary.get("symbols") or {}).values()):
         lines.append("* no candles: every signal skipped")
     return "\n".join(lines)

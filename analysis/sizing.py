@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.output import SKIP_COLUMNS, TRADE_COLUMNS, summarize
+from analysis.output import SKIP_COLUMNS, summarize, trade_frame
 from analysis.sync import run_sync
 from analysis.tables import skip_category
 from engine import ExecutionConfig, Signal
@@ -38,7 +38,7 @@ def sizing_study(candles: Candles, signals: Iterable[Signal], balances: Sequence
     runner = BacktestRunner([candles], list(signals), names, config, **runner_options)
     result = run_sync(runner.arun)
     summary = summarize(result)
-    trades = pd.DataFrame(result.trades, columns=TRADE_COLUMNS)
+    trades = trade_frame(result)
     skipped = pd.DataFrame(result.skipped, columns=SKIP_COLUMNS)
     skipped["category"] = skipped["reason"].map(skip_category)
     rows = []

@@ -126,6 +126,13 @@ def load_inputs(args: argparse.Namespace, accounts: int) -> Inputs:
         print(f"⚠️  {note}", file=sys.stderr)
     for s in series:
         print(f"📈 {s.origin}: {len(s.candles):,} candles {s.candles.timeframe} {s.symbol}", file=sys.stderr)
+    for s in series:
+        if s.funding is not None:
+            print(f"💸 {s.funding_origin}: {len(s.funding):,} funding events {s.symbol}", file=sys.stderr)
+    unknown = [s.symbol for s in series if s.funding is None]
+    if unknown:
+        print(f"💸 funding unknown for {', '.join(unknown)}: not simulated (no funding data; `fanout data download "
+              f"SYMBOL --funding` or --funding SYMBOL=PATH)", file=sys.stderr)
     if len(series) > 1:
         traded = {s.symbol for s in signals}
         without = sorted(traded - {s.symbol for s in series})
@@ -194,6 +201,7 @@ def run(args: argparse.Namespace) -> int:
         data.all_candles, signals, balances, config, workers=workers, fine=data.fine or None,
         rules=rules, taker_fee=args.taker_fee, maker_fee=args.maker_fee, slippage_bps=args.slippage_bps,
         progress=not args.no_progress and sys.stderr.isatty(),
+        funding=[s.funding for s in data.series if s.funding is not None] or None,
     )
     summary = write_outputs(result, args.out, plot=not args.no_plot, candles_meta=meta, market_rules=rules.describe())
     if args.json:
@@ -205,6 +213,9 @@ def run(args: argparse.Namespace) -> int:
         if "symbols" in summary:
             print()
             print(format_symbol_table(summary))
+        unknown = (summary.get("funding") or {}).get("unknown")
+        if unknown:
+            print(f"\n⚠️  funding unknown for {', '.join(unknown)}: not counted in their pnl")
         files = "trades.csv, skipped.csv, equity.csv, summary.json" + ("" if args.no_plot else ", equity.png")
         if "symbols" in summary and not args.no_plot:
             files += ", symbols.png"

@@ -68,6 +68,7 @@ class SimulatedAccount:
         self.closed: list[ClosedPosition] = []
         self.realized_pnl = 0.0
         self.fees_paid = 0.0
+        self.funding = 0.0  # funding received (+) or paid (-) over the account's life
         self._lookups = venue.lookups
         # ids of possibly-open trigger orders in creation order: every open one is here (added when created, and
         # by from_state); closed or cancelled ones are pruned lazily by _open_algo (an order never reopens)
@@ -177,11 +178,13 @@ class SimulatedAccount:
         self.realized_pnl += pnl
         pos.fees += fee
         entry_fee = pos.fees * part if part < 1 else pos.fees
+        funding = pos.funding * part if part < 1 else pos.funding  # already in the wallet: reported with the trade
         closed = ClosedPosition(
             account=self.name, symbol=symbol, side="LONG" if pos.long else "SHORT", entry_time=pos.opened_at,
             entry_price=pos.entry_price, quantity=qty, margin=margin, leverage=pos.leverage, exit_time=now,
-            exit_price=fill, exit_reason=reason, fees=entry_fee, pnl=pnl - entry_fee,
-            entry_order_id=pos.entry_order_id, entry_client_id=pos.entry_client_id,
+            exit_price=fill, exit_reason=reason, fees=entry_fee,
+            pnl=pnl - entry_fee + funding if funding else pnl - entry_fee,
+            entry_order_id=pos.entry_order_id, entry_client_id=pos.entry_client_id, funding=funding,
         )
         self.closed.append(closed)
         if part >= 1 - 1e-12:
@@ -190,8 +193,20 @@ class SimulatedAccount:
             pos.contracts -= qty
             pos.margin -= margin
             pos.fees -= entry_fee
+            pos.funding -= funding
             pos.version += 1
         return closed
+
+    def pay_funding(self, symbol: str, rate: float, price: float) -> float:
+        """Funding on the open position on ``symbol`` (fills.py rule 9): notional at ``price`` × ``rate``, paid by a
+        long and received by a short when the rate is positive; taken from / added to the wallet. The amount
+        received (negative: paid)."""
+        pos = self.positions[symbol]
+        amount = -pos.contracts * price * rate if pos.long else pos.contracts * price * rate
+        self.wallet += amount
+        self.funding += amount
+        pos.funding += amount
+        return amount
 
     # ---------------------------------------------------------------- what the venue's fill loop does here
     def _open_algo(self) -> list[TriggerOrder]:
@@ -338,6 +353,7 @@ class SimulatedAccount:
             "closed": [asdict(c) for c in self.closed],
             "realized_pnl": self.realized_pnl,
             "fees_paid": self.fees_paid,
+            "funding": self.funding,
         }
 
     @classmethod
@@ -360,6 +376,7 @@ class SimulatedAccount:
         ex.closed = [ClosedPosition(**{k: v for k, v in c.items() if k in _CLOSED_FIELDS}) for c in data["closed"]]
         ex.realized_pnl = float(data["realized_pnl"])
         ex.fees_paid = float(data["fees_paid"])
+        ex.funding = float(data.get("funding", 0.0))
         ex._open_ids = {oid: None for oid, o in ex._algo_orders.items() if o.status == "open"}
         ex._unfilled = deque(sorted((o for o in ex._algo_orders.values() if o.status in ("canceled", "expired")),
                                     key=lambda o: o.time))

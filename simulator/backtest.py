@@ -23,6 +23,7 @@ import numpy as np
 
 from engine import Account, ExecutionConfig, MultiAccountExecutor, Signal
 from engine.results import SKIPPED
+from marketdata.funding import FundingRates
 from marketdata.rules import MarketRules
 from marketdata.times import format_time
 from simulator.exchange import SimulatedExchange
@@ -33,6 +34,7 @@ from simulator.venue import SimulatedVenue
 
 log = logging.getLogger("fanout.backtest")
 EXIT_REASONS = ("take_profit", "stop_loss", "liquidation", END_OF_DATA)
+_FUNDING = 1 << 62  # a funding event's heap index: after every exit candle of the same time
 TRADE_ORDER = operator.itemgetter(TRADE_FIELDS.index("entry_time"), TRADE_FIELDS.index("account"))  # trades.csv
 
 
@@ -51,6 +53,7 @@ class BacktestResult:
     candles_source: str
     summaries: list[dict] = field(default_factory=list)
     symbols: list[str] = field(default_factory=list)  # the symbols with candles, in the run's order
+    funding_known: list[str] = field(default_factory=list)  # symbols whose funding was simulated (rule 9)
 
 
 @contextlib.contextmanager
@@ -100,6 +103,7 @@ class BacktestRunner:
         slippage_bps: float = 0.0,
         progress: bool | Callable[[int], None] = False,
         equity_points: int = 2000,
+        funding: Iterable[FundingRates] | None = None,
     ) -> None:
         fine_by_symbol = {f.symbol: f for f in (fine or [])}
         self.replays = {c.symbol: _Replay(c, fine_by_symbol.get(c.symbol)) for c in candles}
@@ -123,8 +127,9 @@ class BacktestRunner:
         )
         self.progress = progress
         self.equity_points = equity_points
-        # (time, idx, seq, account, symbol, version, levels)
-        self._heap: list[tuple[int, int, int, str, str, int, list[Level]]] = []
+        # (time, idx, seq, account, symbol, version, levels); a funding event: (time, _FUNDING, seq, None, symbol,
+        # event index, (rate, price))
+        self._heap: list[tuple] = []
         self._seq = 0
         # (account, entry order id) -> (signal id, stop, target): what a trade row needs of its entry
         self._entries: dict[tuple[str, str], tuple[str, float | None, float | None]] = {}
@@ -132,6 +137,27 @@ class BacktestRunner:
         self.skip_signal_index: list[int] = []  # the signal (its index in time order) of each skipped row
         self._signal_index = 0
         self._summaries: list[dict] = []
+        self.funding_known: list[str] = []
+        for rates in funding or ():
+            self._queue_funding(rates)
+
+    def _queue_funding(self, rates: FundingRates) -> None:
+        """Queue a symbol's funding events inside its candles (fills.py rule 9): at each, the mark price the data
+        gives, else the open of the candle the funding time falls in."""
+        replay = self.replays.get(rates.symbol)
+        if replay is None or rates.symbol in self.funding_known:
+            return
+        self.funding_known.append(rates.symbol)
+        c = replay.c
+        end = int(c.time[-1]) + replay.tf_ms
+        for k in rates.between(int(c.time[0]) - 1, end - 1):
+            t = int(rates.time[k])
+            mark = float(rates.mark[k])
+            price = mark if mark == mark else float(c.open[int(np.searchsorted(c.time, t, side="right")) - 1])
+            self._seq += 1
+            # after every exit at the same time (a position closed at the funding time does not pay)
+            heapq.heappush(self._heap, (t, _FUNDING, self._seq, None, rates.symbol, k,
+                                        (float(rates.rate[k]), price)))
 
     # ------------------------------------------------------------------ running
     def run(self) -> BacktestResult:
@@ -241,7 +267,10 @@ class BacktestRunner:
     async def _drain_events(self, until_ms: int | None) -> None:
         """Process position exits in time order for candles opening before ``until_ms`` (all when None)."""
         while self._heap and (until_ms is None or self._heap[0][0] < until_ms):
-            _, idx, _, account, symbol, version, levels = heapq.heappop(self._heap)
+            t, idx, _, account, symbol, version, levels = heapq.heappop(self._heap)
+            if account is None:  # a funding event: levels holds (rate, price)
+                self.venue.apply_funding(symbol, t, *levels)
+                continue
             ex = self.exchanges[account]
             pos = ex.positions.get(symbol)
             if pos is None or pos.version != version:
@@ -290,7 +319,7 @@ class BacktestRunner:
             # the only other reduce-only market close a backtest sends is the engine's emergency close after a
             # rejected stop (the price was already past it): it is that trade's stop-loss exit
             cp.exit_reason if cp.exit_reason in EXIT_REASONS else "stop_loss",
-            cp.fees, cp.pnl,
+            cp.fees, cp.pnl, cp.funding,
         ))
 
     def _result(self) -> BacktestResult:
@@ -311,6 +340,7 @@ class BacktestRunner:
                             "; ".join(str(getattr(r.c, "source", "")) for r in self.replays.values())),
             summaries=self._summaries,
             symbols=list(self.replays),
+            funding_known=[s for s in self.replays if s in self.funding_known],
         )
 
     def _clock_times(self) -> np.ndarray:

@@ -19,11 +19,20 @@
    reached. A liquidation loses the position's whole isolated margin; the exit price reported is the
    liquidation price.
 6. Fees: taker (default 0.05%) on every market and trigger fill, charged on the fill's notional; maker (0.02%)
-   applies to resting limit orders, which the engine does not send. Funding is not simulated.
+   applies to resting limit orders, which the engine does not send. Funding: rule 9.
 7. Candle prices stand in for the mark price (``workingType`` MARK_PRICE and CONTRACT_PRICE behave alike).
 8. **End of data**: a backtest closes every position still open at the close of its symbol's last candle, at
    that candle's end, with a reduce-only market fill without slippage (taker fee charged); the exchange then
    cancels the symbol's open stop and target orders (``SimulatedVenue.close_all``).
+9. **Funding** at each funding time in the data (``fundingTime``, never an assumed 8-hour grid): every position
+   opened at or before that time and not yet closed (an exit in the candle that opens at the funding time or
+   earlier comes first) pays notional × rate when long and the rate is positive, receives it when short
+   (negative rates the other way round). Notional = contracts × the funding's ``markPrice`` when the data gives
+   one, else × the **open of the candle the funding time falls in**. The amount is taken from / added to the
+   wallet at once (Binance moves it through an isolated position's margin; the simulator keeps the liquidation
+   price where the entry put it) and reported with the trade (trades.csv ``funding``, included in ``pnl``).
+   Events outside a symbol's candles are ignored; a symbol without funding data is reported "funding unknown",
+   never counted as 0 (``SimulatedVenue.apply_funding``).
 
 Rules 2–5 are applied in one place, ``SimulatedAccount.apply_candle`` (simulator/account.py), through the venue's
 fill loop ``SimulatedVenue.apply_candle`` (simulator/venue.py) or the backtest's scheduler (simulator/backtest.py).

@@ -34,6 +34,8 @@ class Position:
     entry_client_id: str | None
     fees: float = 0.0
     version: int = 0
+    funding: float = 0.0  # funding received (+) or paid (-) while open (fills.py rule 9)
+    funded_at: int = 0  # the time of the last funding event it paid or received (each is applied once)
 
 
 @dataclass(slots=True)
@@ -55,6 +57,7 @@ class ClosedPosition:
     pnl: float
     entry_order_id: str
     entry_client_id: str | None
+    funding: float = 0.0  # funding received (+) or paid (-) while open, already in ``pnl``
 
 
 class Exit(NamedTuple):
@@ -155,7 +158,7 @@ class TriggerOrder:
 
 TRADE_FIELDS = ("account", "signal_id", "symbol", "side", "entry_time", "entry_price", "quantity", "margin",
                 "notional", "leverage", "stop_loss", "take_profit", "exit_time", "exit_price", "exit_reason", "fees",
-                "pnl")
+                "pnl", "funding")  # funding last: trades.csv has it only when the run knew some symbol's funding
 _TRADE_INDEX = {name: i for i, name in enumerate(TRADE_FIELDS)}
 
 

@@ -10,6 +10,7 @@ reports and tests use instead of reaching into an account:
   per-account step for them; paper mode and the reports call the loop.
 - :meth:`~SimulatedVenue.drain_updates` — hand the queued order updates (trigger fills, expiries, cancels by the
   exchange) to the engine's BracketWatcher, as a websocket would live.
+- :meth:`~SimulatedVenue.apply_funding` — a funding event: open positions pay or receive (fills.py rule 9).
 - :meth:`~SimulatedVenue.close_all` — the end of a backtest's data (fills.py rule 8).
 - :meth:`~SimulatedVenue.to_state` / :meth:`~SimulatedVenue.from_state` — a JSON document to resume from
   (paper mode keeps it in the journal).
@@ -147,6 +148,18 @@ class SimulatedVenue:
         self.now_ms = clock
         self.prices[symbol] = float(c)
         return closed
+
+    def apply_funding(self, symbol: str, time_ms: int, rate: float, price: float) -> list[tuple[str, float]]:
+        """One funding event of ``symbol`` (fills.py rule 9): every position on it opened at or before ``time_ms``
+        pays (long, positive rate) or receives notional at ``price`` × ``rate``, once per event (a position
+        remembers the last one: paper mode may see an event again); (account, amount received) each."""
+        paid = []
+        for ex in self.accounts.values():
+            pos = ex.positions.get(symbol)
+            if pos is not None and pos.opened_at <= time_ms and pos.funded_at < time_ms:
+                paid.append((ex.name, ex.pay_funding(symbol, rate, price)))
+                pos.funded_at = time_ms
+        return paid
 
     def close_all(self, at: int | Mapping[str, int], reason: str = END_OF_DATA) -> list[ClosedPosition]:
         """Close every open position at its symbol's last price (fills.py rule 8); the trades it closed.

@@ -138,7 +138,7 @@ def test_the_entry_candle_counts():
 
 def test_trade_rows_carry_the_signal():
     t = only_trade([QUIET, (50_100, 51_100, 50_000, 51_000)])
-    assert list(t.as_dict()) == TRADE_COLUMNS and len(t) == len(TRADE_COLUMNS)  # a row per trades.csv line
+    assert list(t.as_dict()) == [*TRADE_COLUMNS, "funding"]  # a trades.csv line (funding: when the run knows it)
     assert (t["signal_id"], t["symbol"], t["side"], t["stop_loss"], t["take_profit"]) == (
         "s1", BTC, "LONG", 49_500, 51_000)
     assert (t["exit_reason"], t["exit_price"], t["fees"]) == ("take_profit", 51_000, pytest.approx(0.2 + 0.204))

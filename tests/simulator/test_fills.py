@@ -10,6 +10,7 @@ import pytest
 
 from engine import ExecutionConfig, parse_signal
 from marketdata.candles import Candles
+from marketdata.funding import FundingRates
 from simulator.backtest import BacktestRunner
 from simulator.fills import LIQUIDATION, STOP_LOSS, TAKE_PROFIT, Level, first_hit, levels_for, slipped
 
@@ -165,3 +166,42 @@ def test_rule7_working_type_does_not_change_fills():
     mark = backtest(rows, config=ExecutionConfig(working_type="MARK_PRICE")).trades
     contract = backtest(rows, config=ExecutionConfig(working_type="CONTRACT_PRICE")).trades
     assert mark == contract
+
+
+# --- rule 9: funding --------------------------------------------------------------------------------------------
+
+def funding(*events):
+    """(time, rate, mark or None) events of BTC."""
+    t, r, m = zip(*events, strict=True)
+    return FundingRates(BTC, np.array(t, dtype=np.int64), np.array(r, dtype=float),
+                        np.array([np.nan if x is None else x for x in m], dtype=float), "test")
+
+
+def test_rule9_funding_at_the_data_times_on_the_candle_open_or_the_given_mark():
+    rows = [(50_000, 50_100, 49_900, 50_000), (50_010, 50_100, 49_900, 50_000), (50_000, 50_100, 49_900, 50_000),
+            (50_000, 50_100, 49_900, 50_000)]
+    rates = funding((T0 - HOUR, 0.01, None),  # before the data: ignored
+                    (T0 + HOUR + 5, 0.0001, None),  # no mark: the open of the candle it falls in (50,010)
+                    (T0 + 2 * HOUR + 90 * 60_000 // 60, -0.0002, 50_500.0),  # any time, not an 8h grid; its mark
+                    (T0 + 4 * HOUR, 0.01, None))  # at the data's end: the position is closed by then
+    result = backtest(rows, funding=[rates])
+    (t,) = result.trades
+    assert t["exit_reason"] == "end_of_data" and t["quantity"] == 0.008
+    expected = -0.008 * 50_010 * 0.0001 + 0.008 * 50_500 * 0.0002  # a long pays a positive rate, earns a negative
+    assert t["funding"] == pytest.approx(expected, abs=1e-12)
+    assert t["pnl"] == pytest.approx((50_000 - 50_000) * 0.008 - t["fees"] + expected)
+    assert result.end_balance["A"] == pytest.approx(1_000 + t["pnl"])
+    assert result.funding_known == [BTC]
+    assert backtest(rows).trades[0]["funding"] == 0 and backtest(rows).funding_known == []
+
+
+def test_rule9_a_short_earns_a_positive_rate_and_an_exit_at_the_funding_time_pays_nothing():
+    rows = [(50_000, 50_100, 49_900, 50_000), (50_000, 50_100, 49_900, 50_000), (50_000, 51_100, 49_900, 51_000)]
+    short = parse_signal({"symbol": "BTCUSDT", "side": "short", "entry": 50_000, "sl": 50_500, "tp": 49_000,
+                          "time": T0, "id": "s1"})
+    (t,) = BacktestRunner([candles(rows)], [short], {"A": 1_000}, funding=[funding((T0 + HOUR, 0.0003, None))]).run().trades
+    assert t["funding"] == pytest.approx(0.008 * 50_000 * 0.0003)
+    # the stop fills in the candle opening at the funding time: closed before it, nothing paid
+    (t,) = BacktestRunner([candles(rows)], [short], {"A": 1_000},
+                          funding=[funding((T0 + 2 * HOUR, 0.0003, None))]).run().trades
+    assert t["exit_reason"] == "stop_loss" and t["exit_time"] == T0 + 2 * HOUR and t["funding"] == 0

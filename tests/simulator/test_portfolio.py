@@ -13,6 +13,7 @@ import pytest
 from engine import ExecutionConfig, parse_signal
 from fanout.cli import main
 from marketdata.candles import load_candles
+from marketdata.funding import load_funding
 from marketdata.rules import MarketRules
 from simulator.backtest import BacktestRunner
 
@@ -88,14 +89,26 @@ def cli(out, *extra) -> int:
 def test_a_month_of_signals_on_seven_coins_over_many_accounts(tmp_path, capsys):
     args = ["--candles", str(MONTH), "--signals", str(SIGNALS), "--balances", "100,300,1000,5000,20000"]
     assert cli(tmp_path / "a", *args, "--workers", "1", "--json") == 0
-    summary = json.loads(capsys.readouterr().out)
+    out, err = capsys.readouterr()
+    summary = json.loads(out)
+    unknown = ["ADA/USDT:USDT", "BNB/USDT:USDT", "DOGE/USDT:USDT", "XRP/USDT:USDT"]
+    assert f"funding unknown for {', '.join(unknown)}" in err
+    assert summary["funding"] == {"known": ["BTC/USDT:USDT", "ETH/USDT:USDT", "SOL/USDT:USDT"], "unknown": unknown}
     assert cli(tmp_path / "b", *args, "--workers", "2") == 0
     capsys.readouterr()
     for name in ("trades.csv", "skipped.csv", "equity.csv", "summary.json"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
     trades = pd.read_csv(tmp_path / "a" / "trades.csv")
     assert trades["symbol"].nunique() == 7 and trades["account"].nunique() == 5
+    assert list(trades.columns)[-1] == "funding"
+    assert trades.loc[trades["symbol"].isin(unknown), "funding"].isna().all()  # unknown, not 0
+    assert trades.loc[trades["symbol"] == "BTC/USDT:USDT", "funding"].abs().sum() > 0
+    for name, acct in summary["accounts"].items():
+        assert acct["funding"] == pytest.approx(trades.loc[trades["account"] == name, "funding"].sum(), abs=1e-6)
+        assert acct["end_balance"] == pytest.approx(acct["start_balance"] + acct["pnl"], abs=1e-6)
+    assert summary["totals"]["funding"] == pytest.approx(trades["funding"].sum(), abs=1e-6)
     per_symbol = summary["symbols"]
+    assert [per_symbol[s]["funding"] for s in unknown] == [None] * 4
     assert len(per_symbol) == 7
     for symbol, s in per_symbol.items():
         t = trades[trades["symbol"] == symbol]
@@ -117,3 +130,45 @@ def test_a_symbol_the_snapshot_lacks_is_named_with_the_snapshot_date(tmp_path, c
     err = capsys.readouterr().err
     assert "FAKECOIN/USDT:USDT" in err and "2024-10-20" in err
     assert not (tmp_path / "trades.csv").exists()
+
+
+def test_funding_equals_a_hand_computation_on_the_real_month():
+    """A BTC long held from 2023-07-20 until its target or stop, over the real funding history: each funding time
+    between entry and exit costs quantity × the open of the 1m candle it falls in × the rate."""
+    (path,) = MONTH.glob("BTCUSDT-fundingRate-*.csv")
+    rates = load_funding(path)
+    btc = month("BTC")
+    signal = sig("BTC", "2023-07-20T00:00:00Z", 29_900, 29_000, 30_600)
+    result = BacktestRunner([btc], [signal], {"A": 10_000}, ExecutionConfig(leverage=5), funding=[rates]).run()
+    (t,) = result.trades
+    raw = pd.read_csv(path)  # by hand, from the file itself
+    held = raw[(raw["fundingTime"] >= t["entry_time"]) & (raw["fundingTime"] < t["exit_time"])]
+    assert len(held) >= 2, "the position should span funding times"
+    opens = pd.read_csv(next(MONTH.glob("BTCUSDT-1m-*.csv")))
+    times = pd.to_datetime(opens["open_time"], utc=True).dt.as_unit("ms").astype("int64").to_numpy()
+    expected = 0.0
+    for when, rate in zip(held["fundingTime"], held["fundingRate"], strict=True):
+        k = int((times <= when).nonzero()[0][-1])
+        expected -= t["quantity"] * float(opens["open"].iloc[k]) * rate
+    assert t["funding"] == pytest.approx(expected, rel=1e-12, abs=1e-12)
+    assert len(held) == 14 and t["funding"] == pytest.approx(-0.3121356, abs=1e-7)  # 0.016 BTC, 4.4 days
+    assert result.end_balance["A"] == pytest.approx(10_000 + t["pnl"], abs=1e-9)
+
+
+def test_funding_given_as_symbol_path_for_a_single_symbol_run(tmp_path, capsys):
+    eth = next(MONTH.glob("ETHUSDT-1m-*.csv"))
+    rates = next(MONTH.glob("ETHUSDT-fundingRate-*.csv"))
+    signals = tmp_path / "s.csv"
+    signals.write_text("time,id,symbol,side,entry,stop_loss,take_profit\n"
+                       "2023-07-20T00:00:00Z,e1,ETHUSDT,SHORT,1890,2300,1000\n")
+    assert cli(tmp_path / "a", "--candles", str(eth), "--funding", f"ETHUSDT={rates}", "--signals", str(signals),
+               "--balances", "1000", "--leverage", "3") == 0
+    assert "funding unknown" not in capsys.readouterr().err
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    (t,) = pd.read_csv(tmp_path / "a" / "trades.csv").to_dict("records")
+    assert t["exit_reason"] == "end_of_data" and t["funding"] > 0  # a short over a month of positive rates earns
+    assert summary["accounts"]["Account 1"]["funding"] == pytest.approx(t["funding"])
+    assert summary["funding"] == {"known": ["ETH/USDT:USDT"], "unknown": []} and "symbols" not in summary
+    assert cli(tmp_path / "b", "--candles", str(eth), "--signals", str(signals), "--balances", "1000", "--leverage", "3") == 0
+    assert "funding unknown for ETH/USDT:USDT" in capsys.readouterr().err
+    assert "funding" not in pd.read_csv(tmp_path / "b" / "trades.csv").columns
