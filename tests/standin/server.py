@@ -4,7 +4,10 @@ It answers the endpoints the live path uses with the bodies of tests/standin/bod
 the HMAC signature like Binance, keeps per-account balance, isolated positions, market orders and algo (trigger)
 orders, and can be told to fail: ``fail(...)`` queues a rejection with a Binance error code, a lost reply (the
 order is placed, the answer arrives after the client's timeout), a lost request (never placed) or an
-"execution status unknown" error after placing. It applies Binance's rate limits (tests/standin/limits.py:
+"execution status unknown" error after placing; and what a flaky network does: a 502 from the gateway (nothing
+done), a 503 after the request was executed, a connection dropped after executing it, a 200 answer cut off in
+the middle of its body. Faults queue per endpoint and account (``times``: once, a few, or ``ALWAYS``), so a
+lost reply followed by failing lookups is two ``fail`` calls. It applies Binance's rate limits (tests/standin/limits.py:
 request weight per IP, orders per account, 429 with Retry-After, 418 bans, the headers) on its ``clock``, and
 pushes the user-data stream (tests/standin/user_data.py). ``latency_s`` delays every answer (benchmarks).
 Cassettes are recorded against it; tests that need the websocket or the limits run it on 127.0.0.1.
@@ -38,6 +41,9 @@ LISTEN_KEY = "/fapi/v1/listenKey"  # API key only, no signature (Binance's USER_
 TAKER_FEE = 0.0005
 DEFAULT_LEVERAGE = 20
 REJECT, LOST_REPLY, LOST_REQUEST, UNKNOWN_STATUS = "reject", "lost_reply", "lost_request", "unknown_status"
+# network faults: BAD_GATEWAY before acting; the others after the request was executed
+BAD_GATEWAY, UNAVAILABLE_AFTER, DROPPED, TRUNCATED = "bad_gateway", "unavailable_after", "dropped", "truncated"
+ALWAYS = 10**9  # ``times`` of a fault that never wears off
 
 
 @dataclass
@@ -211,7 +217,11 @@ class StandIn:
             if fault is not None and fault.kind == LOST_REQUEST:
                 await asyncio.sleep(fault.seconds)
                 raise StandInError(-1007)
+            if fault is not None and fault.kind == BAD_GATEWAY:
+                return web.Response(status=502, text=_html(502, "Bad Gateway"), content_type="text/html")
             status, body = self._route(method, path, params, acct)
+            if fault is not None and fault.kind in (UNAVAILABLE_AFTER, DROPPED, TRUNCATED):
+                return await self._network_fault(request, fault.kind, status, body, headers)
             if fault is not None and fault.kind == LOST_REPLY:
                 await asyncio.sleep(fault.seconds)
             if fault is not None and fault.kind == UNKNOWN_STATUS:
@@ -226,6 +236,27 @@ class StandIn:
             await asyncio.sleep(self.latency_s)
         return web.Response(status=status, text=json.dumps(body, separators=(",", ":")),
                             content_type="application/json", headers=headers)
+
+    @staticmethod
+    async def _network_fault(request: web.Request, kind: str, status: int, body: Any,
+                             headers: dict[str, str]) -> web.StreamResponse:
+        """The request was executed; its answer is a 503, nothing (connection closed), or cut off mid-body."""
+        if kind == UNAVAILABLE_AFTER:
+            return web.Response(status=503, text=_html(503, "Service Unavailable"), content_type="text/html")
+        transport = request.transport
+        if kind == DROPPED:
+            if transport is not None:
+                transport.close()
+            return web.Response(status=204)  # never reaches the client
+        data = json.dumps(body, separators=(",", ":")).encode()
+        response = web.StreamResponse(status=status, headers=headers)
+        response.content_type = "application/json"
+        response.content_length = len(data)
+        await response.prepare(request)
+        await response.write(data[: len(data) // 2])
+        if transport is not None:
+            transport.close()
+        return response
 
     def _authenticate(self, request: web.Request, raw_body: str, *, signed: bool = True) -> StandInAccount:
         acct = self.accounts.get(request.headers.get("X-MBX-APIKEY", ""))
@@ -534,6 +565,10 @@ def _crossed(order_type: str, side: str, price: float, trigger: float) -> bool:
     """A sell stop fires at price <= trigger, a sell take-profit at price >= trigger (mirrored for buys)."""
     down = (order_type == "STOP_MARKET") == (side == "SELL")
     return price <= trigger if down else price >= trigger
+
+
+def _html(status: int, reason: str) -> str:
+    return f"<html><head><title>{status} {reason}</title></head><body><center><h1>{status} {reason}</h1></center></body></html>"
 
 
 def _unsigned(part: str) -> str:
