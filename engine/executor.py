@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Iterable
 from typing import Any
 
 from engine.config import ExecutionConfig
+from engine.emergency import EmergencyMixin
 from engine.errors import describe, is_error, is_order_not_found, is_outcome_unknown, is_rejected
 from engine.orders import NotRecorded, OrderRef, OrderSender, OrderStateUnknown
 from engine.ports import Account, ExecutionJournal, Notifier, NullNotifier
@@ -29,7 +30,7 @@ log = logging.getLogger("fanout.executor")
 __all__ = ["MultiAccountExecutor", "OrderStateUnknown"]
 
 
-class MultiAccountExecutor(ResumeMixin):
+class MultiAccountExecutor(EmergencyMixin, ResumeMixin):
     """Executes signals on every account concurrently.
 
     Per account: balance → minimums → risk → sizing → isolated margin → leverage → market entry →
@@ -354,48 +355,6 @@ class MultiAccountExecutor(ResumeMixin):
                                          signal_id=signal.id, reason=f"{what} beside a failed stop"))
 
     # ----------------------------------------------------------------- helpers
-    async def _emergency_close(self, account: Account, signal: Signal, result: AccountResult,
-                               cause: Exception) -> AccountResult:
-        """The entry filled but no stop could be placed: close the position at market, reduce-only. When the stop's
-        own fate is unknown (it may exist), every reduce-only order left on the symbol is cancelled, and the
-        symbol stays watched until a late order could no longer land."""
-        ex = account.exchange
-        symbol = signal.symbol
-        ref = OrderRef(signal.id, account.name, symbol, "X")
-        log.error("🚨 %s: stop-loss failed after entry (%s); closing at market", account.name, describe(cause))
-        try:
-            await self.orders.send(
-                ex, ref,
-                lambda: ex.create_order(symbol, "market", signal.exit_side, result.quantity, None,
-                                        {"reduceOnly": True, "clientOrderId": ref.cid}),
-                amount=result.quantity,
-            )
-            result.closed = True
-            result.reason = f"stop-loss rejected, position closed at market: {describe(cause)}"
-            if not is_rejected(cause):
-                await self._cancel_reduce_only(account, signal)
-                self._watch(account, signal, result, "stop-loss state unknown, position closed")
-        except Exception as exc:
-            result.reason = (
-                f"STOP-LOSS REJECTED AND EMERGENCY CLOSE FAILED, position open without stop: "
-                f"{describe(cause)}; close: {describe(exc)}"
-            )
-            self._watch(account, signal, result, "emergency close failed")
-        await self._notify(self.notifier.event(f"🚨 Stop-loss failed - {account.name}", result.reason))
-        return result
-
-    async def _cancel_reduce_only(self, account: Account, signal: Signal) -> None:
-        """Cancel every open reduce-only trigger order on the signal's symbol (the position is closed)."""
-        ex = account.exchange
-        try:
-            for o in await ex.fetch_open_orders(signal.symbol, None, None, dict(TRIGGER)):
-                if o.get("reduceOnly") and o.get("symbol") == signal.symbol:
-                    await ex.cancel_order(str(o["id"]), signal.symbol, dict(TRIGGER))
-                    log.info("🧹 %s: cancelled reduce-only %s left by the emergency close", account.name, o["id"])
-        except Exception as exc:  # noqa: BLE001 — the watch set by the caller sweeps them next round
-            log.warning("%s: reduce-only orders of %s not cleared yet: %s", account.name, signal.symbol,
-                        describe(exc))
-
     def _watch(self, account: Account, signal: Signal, result: AccountResult, reason: str) -> None:
         """Have the watcher sweep this symbol every round, at least until a request still in flight could land."""
         self.watcher.watch(Watch(

@@ -160,7 +160,8 @@ class BracketWatcher:
             leg, sibling = "take_profit", bracket.stop_loss_id
         bracket.closed_by = leg
         self._forget(bracket)
-        if sibling is None:
+        if sibling is None:  # none placed, or one whose reply was lost (no id): the sweep cancels what is left
+            self._watch_bracket(bracket, f"{leg} filled, sibling id unknown")
             return
         ex = self.accounts[bracket.account].exchange
         try:

@@ -117,3 +117,21 @@ async def test_a_fault_on_one_accounts_order_endpoint_leaves_no_duplicate_no_nak
                                          book["cids"].count(entry))
     if victim.status == "success":
         assert book["position"] == victim.quantity > 0 and victim.stop_loss_order_id, (victim, book)
+    if leg == "X":  # the outcome says whether the emergency close went through, lost reply or not
+        assert victim.closed == (book["position"] == 0), (victim, book)
+
+
+async def test_a_take_profit_whose_reply_was_lost_is_no_orphan_once_the_stop_fills():
+    """The take-profit was placed but its reply lost and every lookup failed (no id); the stop-loss fills later:
+    the watcher cancels the take-profit left on the flat symbol in the same round."""
+    async with live_rig([1_000.0, 5_000.0, 500.0]) as rig:
+        _inject(rig.standin, "TP", FAULTS["lost-reply-then-lookups-502"])
+        executor = MultiAccountExecutor(rig.accounts, retry_delay=0.02, receive_window=0)
+        summary = await executor.execute(parse_signal(dict(SIGNAL)))
+        assert [r.status for r in summary.results] == ["success"] * 3
+        assert _book(rig.standin, VICTIM)["targets"] == [(51_000.0, 0.04)]  # it exists, the bot has no id
+        rig.standin.set_price("BTCUSDT", 49_400.0)  # every stop-loss fills
+        assert await executor.watcher.poll() == 3
+        await executor.watcher.sweep()
+        books = {name: _book(rig.standin, name) for name in NAMES}
+    assert all(b["position"] == 0 and not b["orphans"] for b in books.values()), books
