@@ -8,7 +8,8 @@ Per account (``MultiAccountExecutor.resume``):
   stop-loss and take-profit at the signal's prices — found by their ids, else placed (closed at market if no
   stop can be placed) — and its executions row;
 - the entry does not exist: sent now (the normal path, the same ids) if the signal is still fresh and the price
-  has not drifted (``check_resume_price``), else recorded "expired after restart" with an alert;
+  has not drifted (``check_resume_price``), else recorded "expired after restart" with an alert; while no price
+  can be had to check, a fresh signal is not expired but waits (``unknown``, tried again after the next tick);
 - the entry's state cannot be told: ``unknown``, the symbol watched; the service tries again.
 """
 
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("fanout.resume")
 OPEN = "open"
+NO_PRICE = "no price to check"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -60,13 +62,16 @@ class ResumeMixin:
         seconds since the signal was received (an entry never sent is sent only within ``resume_max_age_s``).
         An account still ``unknown`` as before is neither recorded nor announced again."""
         max_age = self.config.resume_max_age_s
+        wait = None
         if age_s <= max_age:
             drift = await self._drift(signal)
+            if drift is not None and drift.startswith(NO_PRICE):  # not a reason to expire a fresh signal yet
+                drift, wait = None, drift
         else:
             drift = f"received {age_s:.0f} s ago (at most {max_age:g} s, RESUME_MAX_AGE_SECONDS)"
         kept = {name: p.outcome for name, p in prior.items() if p.outcome is not None and p.outcome.final}
         todo = [a for a in self.accounts if a.name not in kept]
-        outcomes = await asyncio.gather(*(self._resume_guarded(a, signal, prior.get(a.name) or Prior(), drift)
+        outcomes = await asyncio.gather(*(self._resume_guarded(a, signal, prior.get(a.name) or Prior(), drift, wait)
                                           for a in todo), return_exceptions=True)
         done = {a.name: o if isinstance(o, AccountResult) else self._result(a, signal, UNKNOWN, describe(o))
                 for a, o in zip(todo, outcomes, strict=True)}
@@ -96,13 +101,13 @@ class ResumeMixin:
         except RiskRejection as exc:
             return str(exc)
         except Exception as exc:  # noqa: BLE001 — a price that cannot be checked is not traded on
-            return f"no price to check ({describe(exc)})"
+            return f"{NO_PRICE} ({describe(exc)})"
         return None
 
     async def _resume_guarded(self: MultiAccountExecutor, account: Account, signal: Signal, prior: Prior,
-                              drift: str | None) -> AccountResult:
+                              drift: str | None, wait: str | None = None) -> AccountResult:
         try:
-            result = await self._resume_account(account, signal, prior, drift)
+            result = await self._resume_account(account, signal, prior, drift, wait)
         except Exception as exc:  # noqa: BLE001 — whatever exists stays watched; the service tries again
             result = self._result(account, signal, UNKNOWN, f"resume failed: {describe(exc)}", entry_sent=True)
             self._watch(account, signal, result, "resume failed")
@@ -112,7 +117,7 @@ class ResumeMixin:
         return await self._finish(account, signal, result)
 
     async def _resume_account(self: MultiAccountExecutor, account: Account, signal: Signal, prior: Prior,
-                              drift: str | None) -> AccountResult:
+                              drift: str | None, wait: str | None = None) -> AccountResult:
         ex = account.exchange
         entry: dict | None = None
         position: dict | None = None
@@ -129,6 +134,9 @@ class ResumeMixin:
             if entry is not None and not float(entry.get("filled") or 0) and entry.get("status") != OPEN:
                 entry = None  # cancelled or expired unfilled: it does not exist
         if entry is None and position is None:
+            if wait is not None:  # nothing exists: nothing to watch
+                return self._result(account, signal, UNKNOWN, f"not sent yet after restart: {wait}; tried again "
+                                    f"after the next tick while the signal is fresh", **_sizing(prior))
             if drift is not None:
                 return self._result(account, signal, SKIPPED, f"expired after restart: {drift}",
                                     time=ex.milliseconds())

@@ -188,3 +188,21 @@ async def test_paper_resumes_a_signal_whose_run_died_before_it_was_done(rules, j
                                                                                        ("B", "success")]
     for ex in again.session.venue.accounts.values():
         assert len(ex.orders) == 1 and BTC in ex.positions  # kept, not traded twice
+
+
+async def test_a_fresh_signal_waits_for_a_price_instead_of_expiring(venue, make_accounts, seed_signal, journal):
+    """Found by the crash harness: when the resume's price check cannot read a price (the venue's ticker
+    unreachable), a fresh signal used to be expired at once ('no price to check'); it now waits for the next
+    tick, and trades once the price is there."""
+    accounts = make_accounts(1_000)
+    journaled(journal, seed_signal)  # killed after the claim, before any order
+    accounts[0].exchange.fail_next("fetch_ticker", ccxt.NetworkError("binanceusdm GET ticker: connection refused"))
+    service = live_service(accounts, journal)
+    await service.start()
+    ((row,),) = [journal.executions("live")]
+    assert row["status"] == "unknown" and row["reason"].startswith("not sent yet after restart: no price to check")
+    assert journal.unfinished_signals("live") and not accounts[0].exchange.orders
+    await service.tick_once()
+    ((row,),) = [journal.executions("live")]
+    assert row["status"] == "success" and journal.unfinished_signals("live") == []
+    assert len(accounts[0].exchange.orders) == 1
