@@ -24,6 +24,7 @@ from engine.risk import (
 )
 from engine.signal import Signal
 from engine.sizing import SizingSkip, size_position
+from engine.symbol_settings import SymbolSettings
 from engine.watcher import TRIGGER, Bracket, BracketWatcher, Watch
 
 log = logging.getLogger("fanout.executor")
@@ -38,7 +39,7 @@ class MultiAccountExecutor(EmergencyMixin, ResumeMixin):
     becomes that account's result; the others carry on. If the stop cannot be placed after the entry filled,
     the position is closed at market. An entry whose fate stays unknown is settled by the account's position
     (filled: protected as usual) or left ``unknown`` with a watch on the symbol. Margin mode and leverage are set
-    once per account and symbol and remembered.
+    once per account and symbol and remembered (engine/symbol_settings.py, saved across restarts).
 
     journal: where order states and account outcomes are written as they happen (None: nowhere, e.g. backtests).
     retries, retry_delay, lookup_attempts, receive_window: see engine/orders.py ``OrderSender``.
@@ -73,8 +74,7 @@ class MultiAccountExecutor(EmergencyMixin, ResumeMixin):
                                   lookup_attempts=lookup_attempts, receive_window=receive_window)
         self.notify_timeout = notify_timeout
         self.stats = ExecutionStats()
-        self._leverage_set: dict[tuple[str, str], int] = {}
-        self._margin_mode_set: set[tuple[str, str]] = set()
+        self.settings = SymbolSettings()  # margin mode / leverage per (account, symbol); the service saves them
         self._tiers: dict[tuple[str, str], list[dict]] = {}
 
     @property
@@ -203,19 +203,20 @@ class MultiAccountExecutor(EmergencyMixin, ResumeMixin):
         )
         if partial is not None:
             partial.append(result)
-        key = (account.name, symbol)
+        settings = self.settings
         try:
-            if key not in self._margin_mode_set:
+            if settings.wants_margin_mode(account.name, symbol, cfg.margin_mode):
                 try:
                     await ex.set_margin_mode(cfg.margin_mode, symbol)
                 except Exception as exc:
                     if not is_error(exc, "MarginModeAlreadySet"):  # -4046: set by an earlier run, fine
                         raise
-                self._margin_mode_set.add(key)
-            if self._leverage_set.get(key) != leverage:
+                settings.set_margin_mode(account.name, symbol, cfg.margin_mode)
+            if settings.wants_leverage(account.name, symbol, leverage):
                 await ex.set_leverage(leverage, symbol)
-                self._leverage_set[key] = leverage
+                settings.set_leverage(account.name, symbol, leverage)
         except Exception as exc:
+            settings.forget(account.name, symbol)
             result.reason = f"leverage / margin mode not set, nothing traded: {describe(exc)}"
             return result
 
@@ -241,6 +242,8 @@ class MultiAccountExecutor(EmergencyMixin, ResumeMixin):
             return await self._entry_unknown(account, signal, result, exc)
         except Exception as exc:
             result.reason = f"entry order failed: {describe(exc)}"
+            if is_rejected(exc):  # the venue's margin mode / leverage may not be what we think: set them next time
+                settings.forget(account.name, symbol)
             if is_outcome_unknown(exc):  # looked up and not found; a late arrival is still swept
                 self._watch(account, signal, result, f"entry {describe(exc)}")
             return result

@@ -12,7 +12,8 @@ Exactly once across crashes: on start, and after every tick, each signal of this
 (engine/resume.py) — what exists at the venue is completed, what was never sent is sent if the signal is still
 fresh (``resume_max_age_s``) or recorded as expired. Then the session starts (live: reconcile, which would
 otherwise put its own stop on a resumed entry). The engine's state (open brackets, watched symbols, risk ledger,
-stats) is saved under ``<mode>_brackets`` / ``<mode>_watches`` / ``<mode>_risk_ledger`` / ``<mode>_stats``.
+stats, margin mode / leverage per account and symbol) is saved under ``<mode>_brackets`` / ``<mode>_watches`` /
+``<mode>_risk_ledger`` / ``<mode>_stats`` / ``<mode>_symbol_settings``.
 Signals run one at a time (accounts concurrently), ticks between them.
 """
 
@@ -29,6 +30,7 @@ from engine.ports import Session, StateStore
 from engine.results import AccountResult, OrderEvent
 from engine.resume import Prior
 from engine.risk import RiskLedger
+from engine.symbol_settings import SymbolSettings
 from engine.watcher import Bracket, Watch
 from fanout.errors import explain
 from storage.journal import RECEIVED, Journal
@@ -89,6 +91,7 @@ class TradingService:
         for w in self.journal.load_state(f"{self.mode}_watches") or []:
             if w["account"] in watcher.accounts:
                 watcher.watch(Watch(**w))
+        self.executor.settings = SymbolSettings.from_json(self.journal.load_state(f"{self.mode}_symbol_settings"))
         async with self._lock:
             await self.resume()
         await self.session.start()
@@ -101,6 +104,7 @@ class TradingService:
         self.journal.save_state(f"{prefix}_watches", [asdict(w) for w in executor.watcher.watches.values()])
         self.journal.save_state(f"{prefix}_risk_ledger", executor.ledger.to_json())
         self.journal.save_state(f"{prefix}_stats", executor.stats.to_dict())
+        self.journal.save_state(f"{prefix}_symbol_settings", executor.settings.to_json())
 
     async def handle(self, signal: Signal, source: str) -> SignalSummary | None:
         """Execute a signal once: journaled, prepared, claimed, executed on every account, finished."""

@@ -11,6 +11,8 @@ simulator/paper_session.py), behind fanout's TradingService:
 - fills: with ``streams``, each account's user-data stream (live/user_stream.py) pushes order updates to the
   watcher, which cancels the sibling of a filled stop / target as soon as Binance reports the fill; a stream
   that (re)connects resyncs that account's brackets over REST (``on_connect``).
+- fees: with ``streams``, each entry's real commission (the order's reply has none) comes from the stream's
+  trade update, or ``fetch_my_trades`` while the stream is down, into the executions row and the alert.
 - ``tick()``: the watcher polls for filled legs on the accounts whose stream is down (every account without
   streams), at housekeeping priority, every ``LIVE_POLL_SECONDS``.
 - ``fallback(signal, summary)``: priority 3 of account selection — only when the multi-account attempt placed
@@ -24,12 +26,15 @@ import asyncio
 import logging
 
 from engine import Account, MultiAccountExecutor, Signal, SignalSummary
+from engine.ports import ExecutionJournal
+from engine.results import AccountResult, OrderEvent
 from live.accounts import fallback_needed
 from live.budget_config import Priority, request_priority
 from live.user_stream import UserStream, UserStreams
 
 log = logging.getLogger("fanout.live")
 UNPROTECTED = ("stop", "close")
+FEE_WAIT_S = 2.0  # how long an outcome waits for the entry's trade update before asking over REST
 
 
 class LiveSession:
@@ -54,7 +59,8 @@ class LiveSession:
         self.streams: UserStreams | None = None
         if streams:
             self.streams = UserStreams(UserStream(a.name, a.exchange, on_order=self._on_order,
-                                                  on_connect=self._on_connect) for a in executor.accounts)
+                                                  on_connect=self._on_connect, on_config=self._on_config)
+                                       for a in executor.accounts)
 
     def __repr__(self) -> str:
         return f"LiveSession({len(self.executor.accounts)} accounts, fallback={self.fallback_account!r})"
@@ -62,6 +68,8 @@ class LiveSession:
     async def start(self) -> None:
         if self.streams is not None:  # in the background: each resyncs over REST once connected
             self.streams.start()
+            if self.executor.journal is not None and not isinstance(self.executor.journal, _FillFees):
+                self.executor.journal = _FillFees(self.executor.journal, self)
         if not self.reconcile:
             return
         # every account at once: the IP's weight budget paces them (entry priority: nothing trades before this)
@@ -77,11 +85,43 @@ class LiveSession:
         """A pushed order update: a filled stop-loss / take-profit has its sibling cancelled at once."""
         await self.executor.watcher.on_order_update(account, order)
 
+    def _on_config(self, account: str, symbol_id: str, leverage: int) -> None:
+        """ACCOUNT_CONFIG_UPDATE: the symbol's leverage is now ``leverage`` (set by us, or changed elsewhere: the
+        next signal sets it again if it wants another)."""
+        exchange = next(a.exchange for a in self.executor.accounts if a.name == account)
+        symbol = exchange.safe_market(symbol_id, None, None, "swap")["symbol"]
+        self.executor.settings.changed(account, symbol, leverage)
+
     async def _on_connect(self, account: str, first: bool) -> None:
         """A stream (re)connected: what it may have missed is read over REST (the account's brackets)."""
         fills = await self.executor.watcher.poll(accounts=[account])
         if fills:
             log.info("📡 %s: resync found %d filled leg(s) the stream missed", account, fills)
+
+    async def entry_fee(self, account: str, symbol: str, order_id: str) -> float | None:
+        """The commission of an entry's fills: from the stream's trade updates (waiting up to ``FEE_WAIT_S``), or
+        over REST (``fetch_my_trades``, weight 5) while the stream is down. None if not found (logged)."""
+        stream = self.streams.get(account) if self.streams is not None else None
+        found = None
+        if stream is not None and stream.is_up:
+            found = await stream.wait_fee(order_id, FEE_WAIT_S)
+        if found is None:
+            exchange = next(a.exchange for a in self.executor.accounts if a.name == account)
+            try:
+                with request_priority(Priority.HOUSEKEEPING):
+                    trades = await exchange.fetch_my_trades(symbol, None, None, {"orderId": order_id})
+            except Exception as exc:  # noqa: BLE001 — the fee stays unknown (0), the trade stands
+                log.warning("%s: fee of order %s not found: %s", account, order_id, type(exc).__name__)
+                return None
+            fees = [t.get("fee") or {} for t in trades if str(t.get("order")) == str(order_id)]
+            if not fees:
+                return None
+            found = (sum(float(f.get("cost") or 0.0) for f in fees), fees[-1].get("currency") or "")
+        cost, currency = found
+        if currency not in ("", "USDT"):
+            log.info("%s: fee of order %s paid in %s (%g), not counted in USDT", account, order_id, currency, cost)
+            return None
+        return cost
 
     async def _reconcile(self, account: Account) -> None:
         try:
@@ -113,3 +153,22 @@ class LiveSession:
 
     def persist(self) -> None:
         return None
+
+
+class _FillFees:
+    """The executor's journal port with the real entry fee filled in before each outcome is recorded (the order's
+    reply carries none): the stop and target are placed by then, so waiting for the fee delays no protection."""
+
+    def __init__(self, inner: ExecutionJournal, session: LiveSession) -> None:
+        self.inner = inner
+        self.session = session
+
+    async def record_order(self, event: OrderEvent) -> None:
+        await self.inner.record_order(event)
+
+    async def record_outcome(self, result: AccountResult) -> None:
+        if result.entry_order_id and result.fill_price and not result.fee:
+            fee = await self.session.entry_fee(result.account, result.symbol, result.entry_order_id)
+            if fee is not None:
+                result.fee = fee
+        await self.inner.record_outcome(result)

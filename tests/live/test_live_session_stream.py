@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from engine import MultiAccountExecutor, parse_signal
 from live.session import LiveSession
 from tests.standin.rig import live_rig
@@ -92,5 +94,64 @@ async def test_a_fill_missed_while_the_stream_was_down_is_found_by_the_resync():
             await asyncio.wait_for(one.wait_connects(2), GUARD_S)
             await wait_for(lambda: executor.watcher.cancelled_siblings == 1, "stop cancelled by the resync")
             assert algo_status(rig, "Account 1", "STOP_MARKET") == "CANCELED"
+        finally:
+            await session.close()
+
+
+class Outcomes:
+    """The executor's journal port in these tests: keeps each recorded outcome."""
+
+    def __init__(self) -> None:
+        self.results = []
+
+    async def record_order(self, event) -> None:
+        return None
+
+    async def record_outcome(self, result) -> None:
+        self.results.append(result)
+
+
+async def test_the_entry_fee_comes_from_the_stream_into_the_outcome():
+    async with live_rig([1000.0]) as rig:
+        executor = MultiAccountExecutor(rig.accounts, retry_delay=0.01)
+        executor.journal = outcomes = Outcomes()
+        session = LiveSession(executor, streams=True)
+        await session.start()
+        try:
+            assert await session.streams.wait_up(GUARD_S) == []
+            (result,) = (await executor.execute(parse_signal(dict(SEED_SIGNAL)))).results
+            assert result.fee == outcomes.results[0].fee == pytest.approx(0.008 * 50_000 * 0.0005)
+            assert not [e for e in rig.standin.log if e[2] == "/fapi/v1/userTrades"]
+        finally:
+            await session.close()
+
+
+async def test_with_the_stream_down_the_entry_fee_is_asked_over_rest():
+    async with live_rig([1000.0]) as rig:
+        executor = MultiAccountExecutor(rig.accounts, retry_delay=0.01)
+        executor.journal = Outcomes()
+        session = LiveSession(executor, streams=True)
+        await session.start()
+        one = session.streams.get("Account 1")
+        try:
+            await asyncio.wait_for(one.up.wait(), GUARD_S)
+            rig.standin.streams.block(True)
+            rig.standin.streams.cut("Account 1")
+            await asyncio.wait_for(one.gone.wait(), GUARD_S)
+            (result,) = (await executor.execute(parse_signal(dict(SEED_SIGNAL)))).results
+            assert result.fee == pytest.approx(0.008 * 50_000 * 0.0005)
+            (asked,) = [e for e in rig.standin.log if e[2] == "/fapi/v1/userTrades"]
+            assert asked[3]["orderId"] == result.entry_order_id and asked[3]["symbol"] == SYMBOL_ID
+        finally:
+            await session.close()
+
+
+async def test_a_leverage_change_reported_by_the_stream_is_set_again_on_the_next_signal():
+    async with live_rig([1000.0]) as rig:
+        executor, session = await started(rig)
+        try:
+            await wait_for(lambda: executor.settings.leverage.get(("Account 1", "BTC/USDT:USDT")) == 20, "config")
+            session._on_config("Account 1", SYMBOL_ID, 5)  # as ACCOUNT_CONFIG_UPDATE says after a change in the app
+            assert executor.settings.wants_leverage("Account 1", "BTC/USDT:USDT", 20)
         finally:
             await session.close()

@@ -301,6 +301,7 @@ class StandIn:
             ("GET", "/fapi/v1/algoOrder"): self._query_algo,
             ("DELETE", "/fapi/v1/algoOrder"): self._cancel_algo,
             ("GET", "/fapi/v1/openAlgoOrders"): self._open_algos,
+            ("GET", "/fapi/v1/userTrades"): self._user_trades,
             ("POST", LISTEN_KEY): lambda p, a: self.streams.listen_key("POST", a.name),
             ("PUT", LISTEN_KEY): lambda p, a: self.streams.listen_key("PUT", a.name),
             ("DELETE", LISTEN_KEY): lambda p, a: self.streams.listen_key("DELETE", a.name),
@@ -434,6 +435,7 @@ class StandIn:
             "orderId": oid, "symbol": sid, "status": "FILLED", "clientOrderId": cid or f"standin{oid}",
             "avgPrice": mark, "origQty": qty, "executedQty": qty, "cumQuote": notional, "reduceOnly": reduce_only,
             "side": side, "time": now, "updateTime": now, "price_decimals": price_dec, "qty_decimals": qty_dec,
+            "commission": fee, "realized": realized,
         }
         acct.orders[oid] = order
         acct.update_time = now
@@ -543,6 +545,17 @@ class StandIn:
         isolated = sum(x["isolatedWallet"] for x in acct.positions.values())
         self.streams.push(acct.name, user_data.account_event(wallet=acct.wallet, cross=acct.wallet - isolated,
                                                              positions=[row], now=_now()))
+
+    def _user_trades(self, p: dict, acct: StandInAccount) -> list[dict]:
+        """GET /fapi/v1/userTrades: one trade per filled market order of the symbol (or of the orderId)."""
+        return [{"buyer": o["side"] == "BUY", "commission": f"{o['commission']:.8f}", "commissionAsset": "USDT",
+                 "id": o["orderId"] + 7_000_000_000, "maker": False, "orderId": o["orderId"],
+                 "price": f"{o['avgPrice']:.{max(o['price_decimals'], 1)}f}",
+                 "qty": f"{o['executedQty']:.{o['qty_decimals']}f}", "quoteQty": bodies.f8(o["cumQuote"]),
+                 "realizedPnl": f"{o['realized']:.8f}", "side": o["side"], "positionSide": "BOTH",
+                 "symbol": o["symbol"], "time": o["time"]}
+                for o in acct.orders.values()
+                if o["symbol"] == p["symbol"] and p.get("orderId") in (None, str(o["orderId"]))]
 
     def _open_algos(self, p: dict, acct: StandInAccount) -> list[dict]:
         return [bodies.algo_body(a, query=True) for a in acct.algos.values()
