@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     theirs_s, theirs_cpu, stats = best_of(args.runs, lambda: run_theirs(frame, candles, signals))
     print(f"theirs    {theirs_s:8.2f} s  (cpu {theirs_cpu:.2f} s)  1 account, {int(stats['# Trades']):,} trades "
           f"(backtesting.py {_version()})")
-    one_s = ours_s
+    one_s, one_cpu = ours_s, ours_cpu
     if n > 1:
         one_s, one_cpu, _ = best_of(args.runs, lambda: run_ours(candles, signals, balances, 1))
         print(f"ours 1    {one_s:8.2f} s  (cpu {one_cpu:.2f} s, 1 process)  {len(balances)} accounts")
@@ -245,7 +245,10 @@ def main(argv: list[str] | None = None) -> int:
           f"{len(balances)} accounts run no slower than their one)")
     if n > 1:
         print(f"ratio 1   {one_s / theirs_s:8.2f}  (ours in one process / theirs)")
+    print(f"cpu ratio {one_cpu / theirs_cpu:8.2f}  (CPU seconds, ours in one process / theirs: what the load on a "
+          f"shared machine changes least)")
     print(compare_largest(result, stats))
+    print(f"load      average {' '.join(f'{x:.2f}' for x in os.getloadavg())} after the timed runs")
     for accounts in dict.fromkeys([args.accounts, args.big]):
         if accounts:
             report = fresh_process(args, accounts)
