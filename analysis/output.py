@@ -96,6 +96,9 @@ def summarize(result: BacktestResult) -> dict:
     if result.funding_known or len(result.symbols) > 1:
         out["funding"] = {"known": list(result.funding_known),
                           "unknown": [s for s in result.symbols if s not in result.funding_known]}
+    if result.mark_known:  # fills.py rule 7: which symbols' MARK_PRICE triggers and liquidations used the mark
+        out["mark_prices"] = {"known": list(result.mark_known),
+                              "candles_stand_in": [s for s in result.symbols if s not in result.mark_known]}
     if len(result.symbols) > 1:  # a portfolio run: totals per symbol too (a single-symbol run's are its totals)
         out["symbols"] = summarize_symbols(result, trades)
     return out

@@ -129,6 +129,13 @@ def load_inputs(args: argparse.Namespace, accounts: int) -> Inputs:
     for s in series:
         if s.funding is not None:
             print(f"💸 {s.funding_origin}: {len(s.funding):,} funding events {s.symbol}", file=sys.stderr)
+    for s in series:
+        if s.mark is not None:
+            print(f"🏷️  {s.mark_origin}: {len(s.mark):,} mark candles {s.symbol}", file=sys.stderr)
+    if any(s.mark is not None for s in series):
+        stand_in = [s.symbol for s in series if s.mark is None]
+        if stand_in:
+            print(f"🏷️  no mark prices for {', '.join(stand_in)}: candle prices stand in", file=sys.stderr)
     unknown = [s.symbol for s in series if s.funding is None]
     if unknown:
         print(f"💸 funding unknown for {', '.join(unknown)}: not simulated (no funding data; `fanout data download "
@@ -202,6 +209,7 @@ def run(args: argparse.Namespace) -> int:
         rules=rules, taker_fee=args.taker_fee, maker_fee=args.maker_fee, slippage_bps=args.slippage_bps,
         progress=not args.no_progress and sys.stderr.isatty(),
         funding=[s.funding for s in data.series if s.funding is not None] or None,
+        mark=[s.mark for s in data.series if s.mark is not None] or None,
     )
     summary = write_outputs(result, args.out, plot=not args.no_plot, candles_meta=meta, market_rules=rules.describe())
     if args.json:

@@ -226,26 +226,29 @@ class SimulatedAccount:
     def position_levels(self, symbol: str) -> list[Level]:
         """Levels that can end the position on ``symbol``: its open reduce-only triggers and its liquidation."""
         pos = self.positions[symbol]
-        sls, tps = [], []
+        sls, tps, mark = [], [], set()
         for o in self._open_algo():
             if o.symbol != symbol or (o.side == "sell") != pos.long:
                 continue
             (sls if o.kind == STOP_LOSS else tps).append((o.trigger, o.id))
-        return levels_for(pos.long, stop_loss=sls, take_profit=tps, liquidation=pos.liquidation_price)
+            if o.working_type == "MARK_PRICE":
+                mark.add(o.id)
+        return levels_for(pos.long, stop_loss=sls, take_profit=tps, liquidation=pos.liquidation_price, mark=mark)
 
     def apply_candle(self, symbol: str, t: int, o: float, h: float, low: float, *,
-                     levels: list[Level] | None = None) -> Exit | None:
+                     levels: list[Level] | None = None, mark: tuple[float, float, float] | None = None) -> Exit | None:
         """One candle against this account's position on ``symbol`` (fills.py rules 2-5); None if nothing crossed.
 
         The first level the candle reaches is executed at time ``t``: its trigger order fills (order update
         queued on the venue), or the position is liquidated (its orders cancelled by the exchange, updates
         queued). ``levels``: the position's :meth:`position_levels` when the caller already holds them (the
-        backtest's scheduler, which recomputes them whenever the position changes).
+        backtest's scheduler, which recomputes them whenever the position changes). ``mark``: the mark candle's
+        (open, high, low) at ``t`` when mark prices are known (fills.py rule 7).
         """
         pos = self.positions.get(symbol)
         if pos is None:
             return None
-        hit = first_hit(pos.long, self.position_levels(symbol) if levels is None else levels, o, h, low)
+        hit = first_hit(pos.long, self.position_levels(symbol) if levels is None else levels, o, h, low, mark)
         if hit is None:
             return None
         level, price = hit

@@ -54,6 +54,7 @@ class BacktestResult:
     summaries: list[dict] = field(default_factory=list)
     symbols: list[str] = field(default_factory=list)  # the symbols with candles, in the run's order
     funding_known: list[str] = field(default_factory=list)  # symbols whose funding was simulated (rule 9)
+    mark_known: list[str] = field(default_factory=list)  # symbols whose mark prices were given (rule 7)
 
 
 @contextlib.contextmanager
@@ -77,13 +78,33 @@ def _cyclic_gc_paused() -> Iterator[None]:
 
 
 class _Replay:
-    """Per-symbol candle arrays and scanner."""
+    """Per-symbol candle arrays and scanners (the mark's too, on the candles' index, when mark prices are given)."""
 
-    def __init__(self, candles, fine=None) -> None:
+    def __init__(self, candles, fine=None, mark=None) -> None:
         self.c = candles
         self.fine = fine
         self.scanner = LevelScanner(candles.high, candles.low, candles.open)
         self.tf_ms = int(candles.timeframe_ms)
+        self.mark = None
+        self.mark_scanner = None
+        if mark is not None:
+            self.mark = _aligned_mark(candles, mark)
+            self.mark_scanner = LevelScanner(self.mark[1], self.mark[2], self.mark[0])
+
+
+def _aligned_mark(candles, mark) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The mark candles' open, high and low at each trade candle's index (fills.py rule 7): the mark candle of the
+    same open time, the trade candle's own prices where there is none."""
+    if mark.timeframe != candles.timeframe:
+        from marketdata.candles import resample
+
+        mark = resample(mark, candles.timeframe)
+    o, h, low = candles.open.copy(), candles.high.copy(), candles.low.copy()
+    idx = np.searchsorted(candles.time, mark.time)
+    ok = idx < len(candles.time)
+    ok[ok] = candles.time[idx[ok]] == mark.time[ok]
+    o[idx[ok]], h[idx[ok]], low[idx[ok]] = mark.open[ok], mark.high[ok], mark.low[ok]
+    return o, h, low
 
 
 class BacktestRunner:
@@ -104,9 +125,12 @@ class BacktestRunner:
         progress: bool | Callable[[int], None] = False,
         equity_points: int = 2000,
         funding: Iterable[FundingRates] | None = None,
+        mark: Iterable | None = None,
     ) -> None:
         fine_by_symbol = {f.symbol: f for f in (fine or [])}
-        self.replays = {c.symbol: _Replay(c, fine_by_symbol.get(c.symbol)) for c in candles}
+        mark_by_symbol = {m.symbol: m for m in (mark or [])}
+        self.replays = {c.symbol: _Replay(c, fine_by_symbol.get(c.symbol), mark_by_symbol.get(c.symbol))
+                        for c in candles}
         if not self.replays:
             raise ValueError("backtest needs candles for at least one symbol")
         self.signals = sorted(signals, key=lambda s: (s.time if s.time is not None else 0, s.id))
@@ -252,10 +276,12 @@ class BacktestRunner:
             return
         if levels is None:
             levels = ex.position_levels(symbol)
-        scanner = self.replays[symbol].scanner
+        replay = self.replays[symbol]
+        scanner = replay.scanner
         idx = n = scanner.n
+        marks = replay.mark_scanner
         for lv in levels:
-            k = scanner.first_cross(start, lv.price, lv.down)
+            k = (marks if marks is not None and lv.mark else scanner).first_cross(start, lv.price, lv.down)
             if k < idx:
                 idx = k
         if idx >= n:
@@ -298,7 +324,10 @@ class BacktestRunner:
                     return hit
             if b > a:
                 return None  # the finer candles say nothing was crossed in this candle
-        return ex.apply_candle(symbol, t0, float(c.open[idx]), float(c.high[idx]), float(c.low[idx]), levels=levels)
+        mark = replay.mark
+        return ex.apply_candle(symbol, t0, float(c.open[idx]), float(c.high[idx]), float(c.low[idx]), levels=levels,
+                               mark=None if mark is None else (float(mark[0][idx]), float(mark[1][idx]),
+                                                               float(mark[2][idx])))
 
     async def _close_at_end(self) -> None:
         """Positions still open at the end close at their symbol's last close, when its last candle ends."""
@@ -341,6 +370,7 @@ class BacktestRunner:
             summaries=self._summaries,
             symbols=list(self.replays),
             funding_known=[s for s in self.replays if s in self.funding_known],
+            mark_known=[s for s, r in self.replays.items() if r.mark is not None],
         )
 
     def _clock_times(self) -> np.ndarray:

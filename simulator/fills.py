@@ -20,7 +20,13 @@
    liquidation price.
 6. Fees: taker (default 0.05%) on every market and trigger fill, charged on the fill's notional; maker (0.02%)
    applies to resting limit orders, which the engine does not send. Funding: rule 9.
-7. Candle prices stand in for the mark price (``workingType`` MARK_PRICE and CONTRACT_PRICE behave alike).
+7. **Mark price**: with mark-price candles (``--mark``, a ``…-mark…`` file in a candles folder, or the cache),
+   stop and take-profit triggers placed with ``workingType`` MARK_PRICE and the liquidation price are judged on
+   the mark candle of the same open time (rules 2-5 with its open, high and low; a missing mark candle: the trade
+   candle stands in), triggers placed with CONTRACT_PRICE on the trade candles. A trigger the mark crosses fills
+   at its level, or at the trade candle's open when the mark opened beyond it (the market order it becomes); a
+   liquidation at the liquidation price. Without mark candles, candle prices stand in for the mark price (both
+   working types behave alike), and so do they inside ``--fine-candles`` and in paper mode.
 8. **End of data**: a backtest closes every position still open at the close of its symbol's last candle, at
    that candle's end, with a reduce-only market fill without slippage (taker fee charged); the exchange then
    cancels the symbol's open stop and target orders (``SimulatedVenue.close_all``).
@@ -52,28 +58,35 @@ _GAP_PRIORITY = {LIQUIDATION: 0, STOP_LOSS: 1, TAKE_PROFIT: 2}
 
 
 class Level(NamedTuple):  # immutable like a frozen dataclass, and several times cheaper to build
-    """A price that ends a position when crossed: ``down`` triggers at price ≤ level, ``up`` at price ≥ level."""
+    """A price that ends a position when crossed: ``down`` triggers at price ≤ level, ``up`` at price ≥ level.
+    ``mark``: judged on the mark price when mark candles are given (rule 7: MARK_PRICE triggers, liquidation)."""
 
     kind: str
     price: float
     down: bool
     order_id: str | None = None
+    mark: bool = False
 
 
 def levels_for(long: bool, *, stop_loss: list[tuple[float, str]], take_profit: list[tuple[float, str]],
-               liquidation: float | None) -> list[Level]:
-    """Levels of one position: stops and the liquidation on the adverse side, targets on the favourable side."""
+               liquidation: float | None, mark: frozenset[str] | set[str] = frozenset()) -> list[Level]:
+    """Levels of one position: stops and the liquidation on the adverse side, targets on the favourable side.
+    ``mark``: ids of the trigger orders placed with workingType MARK_PRICE (the liquidation always watches it)."""
     new = tuple.__new__  # Level(...) without its Python-level __new__ (this runs for every scheduled exit)
-    out = [new(Level, (STOP_LOSS, p, long, oid)) for p, oid in stop_loss]
+    out = [new(Level, (STOP_LOSS, p, long, oid, oid in mark)) for p, oid in stop_loss]
     short = not long
-    out += [new(Level, (TAKE_PROFIT, p, short, oid)) for p, oid in take_profit]
+    out += [new(Level, (TAKE_PROFIT, p, short, oid, oid in mark)) for p, oid in take_profit]
     if liquidation is not None and liquidation > 0:
-        out.append(new(Level, (LIQUIDATION, liquidation, long, None)))
+        out.append(new(Level, (LIQUIDATION, liquidation, long, None, True)))
     return out
 
 
-def first_hit(long: bool, levels: list[Level], o: float, h: float, low: float) -> tuple[Level, float] | None:
-    """The first level one candle reaches (rules 3–5) and the fill price, or None."""
+def first_hit(long: bool, levels: list[Level], o: float, h: float, low: float,
+              mark: tuple[float, float, float] | None = None) -> tuple[Level, float] | None:
+    """The first level one candle reaches (rules 3–5) and the fill price, or None. ``mark``: the mark candle's
+    (open, high, low) at the same time, which the levels that watch the mark are judged on (rule 7)."""
+    if mark is not None and any(lv.mark for lv in levels):
+        return _first_hit_mark(long, levels, (o, h, low), mark)
     gapped = [lv for lv in levels if (o <= lv.price if lv.down else o >= lv.price)]
     if gapped:
         lv = min(gapped, key=lambda x: _GAP_PRIORITY[x.kind])
@@ -85,6 +98,29 @@ def first_hit(long: bool, levels: list[Level], o: float, h: float, low: float) -
         return None
     lv = path[0]
     return lv, lv.price
+
+
+def _first_hit_mark(long: bool, levels: list[Level], trade: tuple[float, float, float],
+                    mark: tuple[float, float, float]) -> tuple[Level, float] | None:
+    """first_hit with each level judged on its own prices: the mark's for mark levels, the trades' otherwise.
+    A gap fills a trigger at the trade candle's open (the market order it becomes), a liquidation at its price."""
+    o = trade[0]
+    gapped = []
+    for lv in levels:
+        lo = (mark if lv.mark else trade)[0]
+        if lo <= lv.price if lv.down else lo >= lv.price:
+            gapped.append(lv)
+    if gapped:
+        lv = min(gapped, key=lambda x: _GAP_PRIORITY[x.kind])
+        return lv, (lv.price if lv.kind == LIQUIDATION else o)
+    down = sorted((lv for lv in levels if lv.down and (mark if lv.mark else trade)[2] <= lv.price),
+                  key=lambda x: -x.price)
+    up = sorted((lv for lv in levels if not lv.down and (mark if lv.mark else trade)[1] >= lv.price),
+                key=lambda x: x.price)
+    path = down + up if long else up + down  # adverse side first
+    if not path:
+        return None
+    return path[0], path[0].price
 
 
 def slipped(price: float, buy: bool, slippage_bps: float) -> float:

@@ -121,7 +121,7 @@ def run_backtest(candles: Iterable, signals: Iterable[Signal], balances: dict[st
     """A backtest of ``balances`` over ``candles`` and ``signals`` on ``workers`` processes (1: this process).
 
     ``options`` go to :class:`simulator.backtest.BacktestRunner` (fine, rules, taker_fee, maker_fee,
-    slippage_bps, equity_points, funding). The result is the one a single :class:`BacktestRunner` gives.
+    slippage_bps, equity_points, funding, mark). The result is the one a single :class:`BacktestRunner` gives.
     """
     candles, signals = list(candles), list(signals)
     if workers < 1:
@@ -189,6 +189,7 @@ def merge_results(balances: dict[str, float], parts: list[tuple[BacktestResult, 
         candles_source=first.candles_source,
         symbols=first.symbols,
         funding_known=first.funding_known,
+        mark_known=first.mark_known,
         summaries=[{"signal_id": group[0]["signal_id"], "succeeded": sum(s["succeeded"] for s in group),
                     "total": sum(s["total"] for s in group)} for group in zip(*(r.summaries for r in results),
                                                                               strict=True)],

@@ -164,3 +164,26 @@ def test_bad_signals_json_lines_name_the_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "s.jsonl:2" in err and "'entry'" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_mark_prices_given_as_symbol_path_are_used_and_reported(tmp_path, capsys):
+    from dataclasses import replace
+
+    from marketdata.candles import save_candles
+    from marketdata.synthetic import generate_candles
+
+    trades_candles = generate_candles(minutes=3 * 24 * 60)
+    mark = replace(trades_candles, open=trades_candles.open * 1.004, high=trades_candles.high * 1.004,
+                   low=trades_candles.low * 1.004, close=trades_candles.close * 1.004)
+    c, m = save_candles(trades_candles, tmp_path / "c.csv"), save_candles(mark, tmp_path / "m.csv")
+    base = ["--candles", f"BTCUSDT={c}", "--balances", "1000,5000", "--workers", "1", "--no-plot"]
+    assert backtest(tmp_path / "with", *base, "--mark", f"BTCUSDT={m}") == 0
+    assert f"mark prices from {m}" in capsys.readouterr().err
+    assert backtest(tmp_path / "without", *base) == 0
+    capsys.readouterr()
+    summary = json.loads((tmp_path / "with" / "summary.json").read_text())
+    assert summary["mark_prices"] == {"known": ["BTC/USDT:USDT"], "candles_stand_in": []}
+    assert "mark_prices" not in json.loads((tmp_path / "without" / "summary.json").read_text())
+    with_mark = pd.read_csv(tmp_path / "with" / "trades.csv")
+    without = pd.read_csv(tmp_path / "without" / "trades.csv")
+    assert len(with_mark) and not with_mark.equals(without)  # MARK_PRICE stops and liquidations follow the mark

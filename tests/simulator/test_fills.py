@@ -44,7 +44,10 @@ def backtest(rows, *, signal_time=T0, fine=None, config=None, **kw):
 
 def test_levels_for_sides():
     assert LONG == [Level(STOP_LOSS, 49_500.0, True, "sl"), Level(TAKE_PROFIT, 51_000.0, False, "tp"),
-                    Level(LIQUIDATION, LIQ, True)]
+                    Level(LIQUIDATION, LIQ, True, None, True)]  # the liquidation watches the mark (rule 7)
+    marked = levels_for(True, stop_loss=[(49_500.0, "sl")], take_profit=[(51_000.0, "tp")], liquidation=None,
+                        mark={"sl"})
+    assert [lv.mark for lv in marked] == [True, False]
     assert [lv.down for lv in SHORT] == [False, True, False]
     assert levels_for(True, stop_loss=[], take_profit=[], liquidation=0.0) == []
 
@@ -205,3 +208,40 @@ def test_rule9_a_short_earns_a_positive_rate_and_an_exit_at_the_funding_time_pay
     (t,) = BacktestRunner([candles(rows)], [short], {"A": 1_000},
                           funding=[funding((T0 + 2 * HOUR, 0.0003, None))]).run().trades
     assert t["exit_reason"] == "stop_loss" and t["exit_time"] == T0 + 2 * HOUR and t["funding"] == 0
+
+
+# --- rule 7 with mark candles: MARK_PRICE triggers and liquidation watch the mark ------------------------------
+
+def mark_candles(rows):
+    c = candles(rows)
+    return Candles(symbol=BTC, timeframe="1h", time=c.time, open=c.open, high=c.high, low=c.low, close=c.close,
+                   volume=np.zeros(len(c)))
+
+
+def test_rule7_mark_price_triggers_and_liquidation_use_the_mark_candles():
+    # the trade candles wick through the stop (49,500); the mark stays above it, then falls through it later
+    rows = [(50_000, 50_100, 49_900, 50_000), (50_000, 50_100, 49_400, 49_900), (49_900, 50_000, 49_600, 49_700)]
+    marks = mark_candles([(50_000, 50_100, 49_900, 50_000), (50_000, 50_050, 49_800, 49_900),
+                          (49_900, 49_950, 49_450, 49_600)])
+    (t,) = backtest(rows, config=ExecutionConfig(working_type="MARK_PRICE"), mark=[marks]).trades
+    assert t["exit_reason"] == "stop_loss" and t["exit_time"] == T0 + 2 * HOUR and t["exit_price"] == 49_500
+    (t,) = backtest(rows, config=ExecutionConfig(working_type="CONTRACT_PRICE"), mark=[marks]).trades
+    assert t["exit_time"] == T0 + HOUR  # a CONTRACT_PRICE stop watches the trades
+    (t,) = backtest(rows, config=ExecutionConfig(working_type="MARK_PRICE")).trades
+    assert t["exit_time"] == T0 + HOUR  # without mark candles the candle prices stand in
+
+    # the mark gaps below the stop: the stop's market order fills at the trade candle's open
+    gap = mark_candles([(50_000, 50_100, 49_900, 50_000), (49_450, 49_500, 49_400, 49_450), (49_900,) * 4])
+    rows = [(50_000, 50_100, 49_900, 50_000), (49_600, 49_700, 49_550, 49_600), (49_600,) * 4]
+    (t,) = backtest(rows, mark=[gap]).trades
+    assert t["exit_reason"] == "stop_loss" and t["exit_time"] == T0 + HOUR and t["exit_price"] == 49_600
+
+    # liquidation follows the mark: trade prices pass the liquidation price (47,690.76), the mark does not
+    stopless = ExecutionConfig(working_type="MARK_PRICE")
+    rows = [(50_000, 50_100, 49_900, 50_000), (47_000, 47_100, 46_500, 46_800), (47_000,) * 4]
+    calm = mark_candles([(50_000, 50_100, 49_900, 50_000), (49_700, 49_800, 49_600, 49_700), (49_700,) * 4])
+    (t,) = backtest(rows, config=stopless, mark=[calm]).trades
+    assert t["exit_reason"] == "end_of_data"
+    crash = mark_candles([(50_000, 50_100, 49_900, 50_000), (47_000, 47_100, 46_500, 46_800), (47_000,) * 4])
+    (t,) = backtest(rows, config=stopless, mark=[crash]).trades
+    assert t["exit_reason"] == "liquidation" and t["exit_price"] == pytest.approx(LIQ, abs=0.01)
