@@ -96,13 +96,16 @@ def load_run(path: str | Path) -> Run:
     return Run(path=folder, trades=trades, skipped=skipped, equity=equity, summary=summary)
 
 
-def run_backtest(candles: Candles, signals: Iterable[Signal], balances: dict[str, float], out_dir: str | Path,
-                 config: ExecutionConfig | None = None, **runner_options: Any) -> Run:
+def run_backtest(candles: Candles | Iterable[Candles], signals: Iterable[Signal], balances: dict[str, float],
+                 out_dir: str | Path, config: ExecutionConfig | None = None, **runner_options: Any) -> Run:
     """Backtest like ``fanout backtest``, write the run folder (no PNG) and load it; works inside Jupyter.
 
-    ``runner_options`` go to :class:`simulator.backtest.BacktestRunner` (taker_fee, slippage_bps, fine, ...).
+    candles: one symbol's, or a list of several symbols' (one wallet per account across them).
+    ``runner_options`` go to :class:`simulator.backtest.BacktestRunner` (taker_fee, slippage_bps, fine, funding,
+    mark, ...).
     """
-    runner = BacktestRunner([candles], list(signals), balances, config, **runner_options)
+    series = [candles] if isinstance(candles, Candles) else list(candles)
+    runner = BacktestRunner(series, list(signals), balances, config, **runner_options)
     result = run_sync(runner.arun)
     write_outputs(result, out_dir, plot=False)
     return load_run(out_dir)

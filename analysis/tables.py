@@ -67,3 +67,22 @@ def account_table(run: Run) -> pd.DataFrame:
             "skipped": int(a["skipped"]),
         })
     return pd.DataFrame(rows).set_index("account")
+
+
+def symbol_table(run: Run) -> pd.DataFrame:
+    """Per-symbol totals over every account: summary.json ``symbols`` for a run over several symbols (with
+    skips and funding, ``None`` = funding unknown), else the same figures from trades.csv."""
+    per_symbol = run.summary.get("symbols")
+    if per_symbol:
+        table = pd.DataFrame.from_dict(per_symbol, orient="index")
+        table["win_rate_pct"] = table.pop("win_rate") * 100
+        return table.drop(columns=["exits"])
+    t = run.trades
+    funding = "funding" in t.columns
+    rows = {}
+    for symbol, g in t.groupby("symbol", sort=True):
+        rows[symbol] = {"trades": len(g), "accounts_traded": g["account"].nunique(), "wins": int((g["pnl"] > 0).sum()),
+                        "pnl": g["pnl"].sum(), "fees": g["fees"].sum(),
+                        "funding": g["funding"].sum() if funding else None,
+                        "win_rate_pct": float((g["pnl"] > 0).mean() * 100)}
+    return pd.DataFrame.from_dict(rows, orient="index")

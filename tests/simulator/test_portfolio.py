@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+import analysis
 from engine import ExecutionConfig, parse_signal
 from fanout.cli import main
 from marketdata.candles import load_candles
@@ -117,6 +118,11 @@ def test_a_month_of_signals_on_seven_coins_over_many_accounts(tmp_path, capsys):
     assert sum(s["trades"] for s in per_symbol.values()) == summary["totals"]["trades"]
     assert sum(s["skipped"] for s in per_symbol.values()) == summary["totals"]["skipped"]
     assert summary["candles"]["series"]["SOL/USDT:USDT"]["timeframe"] == "1m"
+    run = analysis.load_run(tmp_path / "a")  # what the notebook shows
+    table = analysis.symbol_table(run)
+    assert list(table.index) == list(per_symbol) and pd.isna(table.loc["ADA/USDT:USDT", "funding"])
+    assert table["trades"].sum() == len(trades)
+    assert len(analysis.plot_symbols(run).axes[0].get_lines()) == 7 + 1  # a line per coin, and zero
     equity = pd.read_csv(tmp_path / "a" / "equity.csv", parse_dates=["time"])
     # one clock: the grid starts with the earliest symbol (ETH and ADA from 2023-07-03)
     first = min(month(coin).time[0] for coin in ("ADA", "ETH"))
