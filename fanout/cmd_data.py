@@ -9,8 +9,10 @@ import os
 import sys
 from typing import Any
 
+from engine.errors import is_error
 from fanout import cmd_data_markets
 from fanout.argtypes import whole
+from fanout.errors import explain
 from marketdata import paths
 from marketdata.cache import FUNDING, MARK, MarketDataError, market_id, summarize_cache, unified_symbol
 from marketdata.client import make_exchange
@@ -118,7 +120,7 @@ async def _download_all(args: argparse.Namespace, symbols: list[str], since: int
                     report = await download(symbol, args.timeframe, since, until, series=series, **common)
             except (MarketDataError, ValueError) as exc:
                 failures.append(f"{label.split('] ', 1)[1]}: {exc}")
-                print(f"error: {exc}", file=sys.stderr)
+                print(f"error: {_words(exc)}", file=sys.stderr)
                 continue
             finally:
                 bar.close()
@@ -126,6 +128,17 @@ async def _download_all(args: argparse.Namespace, symbols: list[str], since: int
     finally:
         await exchange.close()
     return failures
+
+
+def _words(exc: Exception) -> str:
+    """A failed download in the error boundary's words (fanout/errors.py): the venue's failure as every command
+    says it (e.g. "venue unreachable at host (BINANCE_API_URL): connection refused"), with what was kept."""
+    cause = exc.__cause__
+    if not isinstance(exc, MarketDataError) or cause is None or not is_error(cause, "BaseError"):
+        return str(exc)
+    text = str(exc)
+    kept = text.rsplit("; ", 1)[1] if "; " in text else ""
+    return f"{text.split(': ', 1)[0]}: {explain(cause)}" + (f"; {kept}" if kept else "")
 
 
 class _Bar:

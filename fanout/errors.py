@@ -34,7 +34,7 @@ def exit_code(exc: BaseException) -> int:
     """2 when the user's input has to change, 130 for Ctrl-C, else 1."""
     if isinstance(exc, KeyboardInterrupt):
         return EXIT_INTERRUPTED
-    if _is_database_error(exc) or _is_ccxt(exc):
+    if _is_database_error(exc) or _is_ccxt(exc) or getattr(exc, "input_error", True) is False:
         return EXIT_FAILURE
     return EXIT_INPUT if isinstance(exc, ValueError | OSError) else EXIT_FAILURE
 

@@ -23,7 +23,7 @@ from fanout.env_values import env_flag, env_seconds
 from fanout.service import TradingService, saved_ledger
 from simulator.fills import TAKER_FEE
 from storage.crash_points import VARIABLE as CRASH_VARIABLE
-from storage.database import database_url
+from storage.database import database_url, require_durable
 from storage.instance_lock import InstanceLock, hold
 from storage.journal import Journal
 
@@ -64,7 +64,9 @@ class Runtime:
 
 async def _hold_database(env: Mapping[str, str], mode: str, *, standby: bool, poll_seconds: float) -> InstanceLock:
     """This mode's hold on the database (storage/instance_lock.py): one bot per mode, and never a paper bot and a
-    live bot on one database (they would share the journal's claimed signals: README, "The database")."""
+    live bot on one database (they would share the journal's claimed signals: README, "The database"). An
+    in-memory SQLite database is refused: the journal must survive a restart."""
+    require_durable(database_url(env))
     return await hold(database_url(env), mode, standby=standby, poll_seconds=poll_seconds,
                       excludes=[m for m in MODES if m != mode])
 

@@ -23,6 +23,22 @@ class DatabaseUrlError(ValueError):
     variable = "DATABASE_URL"
 
 
+class DatabaseUnreachable(DatabaseUrlError):
+    """The database server did not answer in time: a failure elsewhere, not input to change (exit 1)."""
+
+    input_error = False
+
+
+def require_durable(url: str) -> None:
+    """A bot's journal must survive its restarts (it is how no signal is executed twice): refuse an in-memory
+    SQLite database, naming DATABASE_URL."""
+    parsed = make_url(normalize_url(url))
+    if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
+        raise DatabaseUrlError("DATABASE_URL is an in-memory SQLite database, gone when the bot stops: its journal "
+                               "must survive restarts (no signal executed twice, unfinished ones resumed); use a "
+                               "file (sqlite:///fanout.db) or PostgreSQL")
+
+
 def database_url(env: Mapping[str, Any]) -> str:
     """``DATABASE_URL`` from the settings, or the SQLite default ``sqlite:///fanout.db``."""
     return str(env.get("DATABASE_URL") or "").strip() or DEFAULT_DATABASE_URL
@@ -75,7 +91,7 @@ async def wait_until_reachable(url: str, *, timeout: float = 60.0, interval: flo
                                sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
                                clock: Callable[[], float] = time.monotonic) -> None:
     """Wait until a database server answers (e.g. PostgreSQL still starting beside the bot), logging each retry;
-    after ``timeout`` seconds raise :class:`DatabaseUrlError` with the last error. SQLite has no server: no wait.
+    after ``timeout`` seconds raise :class:`DatabaseUnreachable` with the last error. SQLite has no server: no wait.
     ``sleep`` waits between attempts and ``clock`` tells the time (both injectable for tests)."""
     if make_url(normalize_url(url)).get_backend_name() == "sqlite":
         return
@@ -90,7 +106,7 @@ async def wait_until_reachable(url: str, *, timeout: float = 60.0, interval: flo
             except OperationalError as exc:
                 reason = (str(exc.orig).strip().splitlines() or [type(exc.orig).__name__])[0]
                 if clock() + interval > deadline:
-                    raise DatabaseUrlError(f"DATABASE_URL {display_url(url)} did not answer within {timeout:g} s "
+                    raise DatabaseUnreachable(f"DATABASE_URL {display_url(url)} did not answer within {timeout:g} s "
                                            f"(DATABASE_WAIT_SECONDS): {reason}") from None
                 log.warning("⏳ database %s not ready (%s); retrying in %g s", display_url(url), reason, interval)
                 await sleep(interval)

@@ -182,7 +182,14 @@ ENV = [
     Case("database-url-unopenable", RUN, ["DATABASE_URL", "unable to open database file"],
          env={"DATABASE_URL": "sqlite:///{tmp}/missing/dir/fanout.db"}, code=1),
     Case("database-url-refused", RUN, ["DATABASE_URL", "127.0.0.1:{port}", "did not answer within 0 s"],
-         env={"DATABASE_URL": "postgresql://user:hunter2hunter2@127.0.0.1:{port}/db", "DATABASE_WAIT_SECONDS": "0"}),
+         env={"DATABASE_URL": "postgresql://user:hunter2hunter2@127.0.0.1:{port}/db", "DATABASE_WAIT_SECONDS": "0"},
+         code=1),  # the server's failure, not the input's
+    Case("database-url-in-memory-run", RUN, ["DATABASE_URL", "in-memory SQLite", "must survive restarts"],
+         env={"DATABASE_URL": "sqlite://"}),
+    Case("database-url-in-memory-live", [*RUN, "--mode", "live"], ["DATABASE_URL", "in-memory SQLite"],
+         env={**LIVE, "DATABASE_URL": "sqlite:///:memory:"}),
+    Case("database-url-in-memory-signal", [*SEED, "--mode", "paper"], ["DATABASE_URL", "in-memory SQLite"],
+         env={**PAPER, "DATABASE_URL": "sqlite://"}),
     Case("database-wait-negative", RUN, ["DATABASE_WAIT_SECONDS", "'-1'"], env={"DATABASE_WAIT_SECONDS": "-1"}),
     Case("standby-poll-text", [*RUN, "--mode", "live"], ["LIVE_STANDBY_POLL_SECONDS", "'x'"],
          env={**LIVE, "LIVE_STANDBY_POLL_SECONDS": "x"}),
@@ -218,7 +225,8 @@ VENUE = [
          code=1),
     Case("data-download-unreachable", ["data", "download", "BTCUSDT", "1m", "--since", "2024-01-01", "--until",
                                        "2024-01-02", "--cache-dir", "{tmp}/cache", "-q", "--retries", "0"],
-         ["BTC/USDT:USDT 1m", "127.0.0.1:{port}", "nothing new was written"], env=PAPER, code=1),
+         ["BTC/USDT:USDT 1m: venue unreachable at 127.0.0.1:{port} (BINANCE_API_URL)", "nothing new was written"],
+         env=PAPER, code=1),  # worded as every other command words an unreachable venue
 ]
 
 CASES = OPTIONS + FILES + ENV + VENUE

@@ -160,7 +160,7 @@ def test_run_waits_for_a_database_server_then_gives_up_naming_the_setting(tmp_pa
     env_file = flows.write_env(tmp_path / "paper.env", mode="paper", database=url, paper_balances=flows.BALANCES)
     with env_file.open("a") as f:
         f.write("DATABASE_WAIT_SECONDS=0.5\n")
-    assert main(flows.run_argv(env_file, "paper", flows.write_signals(tmp_path / "signals.csv"))) == 2
+    assert main(flows.run_argv(env_file, "paper", flows.write_signals(tmp_path / "signals.csv"))) == 1
     err = capsys.readouterr().err
     assert "did not answer within 0.5 s (DATABASE_WAIT_SECONDS)" in err and "Connection refused" in err
     assert "hunter2" not in err and "hunter2" not in caplog.text

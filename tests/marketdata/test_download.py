@@ -308,7 +308,7 @@ async def test_command_downloads_many_symbols_with_mark_and_funding(tmp_path, mo
     assert "BTC/USDT:USDT 4h: 12 new candles" in out.out and "ETH/USDT:USDT 4h mark: 12 new candles" in out.out
     assert "BTC/USDT:USDT funding: 6 new funding rates in 1 requests" in out.out
     assert "intervals between funding times: 8h ×5" in out.out
-    assert "error: ETH/USDT:USDT funding: BadSymbol" in out.err
+    assert "error: ETH/USDT:USDT funding: unknown symbol at the venue: Invalid symbol." in out.err  # (BadSymbol)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "BTCUSDT-4h-mark.csv", "BTCUSDT-4h.csv", "BTCUSDT-funding.csv", "ETHUSDT-4h-mark.csv", "ETHUSDT-4h.csv"]
     assert await _run(["data", "list", "--cache-dir", str(tmp_path)]) == 0
