@@ -11,7 +11,8 @@
 Per-account points crash on Account 2 while Accounts 1 and 3 trade beside it. Points that only a misbehaving
 venue reaches (a lost reply, a refusal, the emergency close) get that fault on Account 2, once: the stand-in's
 queued faults in live, the bot's simulated exchange in paper (tests/crash/bots.py). The bots are forked from one
-server process (tests/crash/bots.py) so that the 2 × 26 crash-and-restart cases take seconds each, not more.
+server process (tests/crash/bots.py) so that the 2 × 25 crash-and-restart cases take seconds each, not more.
+The journal is SQLite; a few moments are repeated on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -99,17 +101,29 @@ def _reset(venue: StandIn) -> None:
 @pytest.mark.parametrize(("point", "faults"), CASES, ids=[p for p, _ in CASES])
 def test_a_crash_at_any_point_loses_nothing_duplicates_nothing_leaves_nothing_naked(
         mode, point, faults, tmp_path, bots, venue):
+    _crash_and_restart(mode, point, faults, tmp_path, bots, venue, f"sqlite:///{tmp_path / 'journal.db'}")
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("mode", ["live", "paper"])
+@pytest.mark.parametrize("point", ["E.sending", "E.acknowledged", "TP.intent", "summary"])
+def test_a_crash_with_the_journal_on_postgresql(mode, point, tmp_path, bots, venue, postgres_url):
+    """The same on PostgreSQL, at the moments where the journal and the venue disagree most."""
+    _crash_and_restart(mode, point, (), tmp_path, bots, venue, postgres_url)
+
+
+def _crash_and_restart(mode: str, point: str, faults: tuple, tmp_path: Path, bots: BotServer, venue: StandIn,
+                       db_url: str) -> None:
     signal_id = f"crash-{mode}-{point.replace('.', '-')}"
     paper_faults = None
     if mode == "live":
         _reset(venue)
         for fault in faults:
             _standin_fault(venue, *fault)
-        env_file = flows.write_env(tmp_path / "bot.env", mode="live", database=tmp_path / "journal.db",
-                                   api_url=venue.url)
+        env_file = flows.write_env(tmp_path / "bot.env", mode="live", database=db_url, api_url=venue.url)
     else:
-        env_file = flows.write_env(tmp_path / "bot.env", mode="paper", database=tmp_path / "journal.db",
-                                   api_url=venue.url, paper_balances=flows.BALANCES)
+        env_file = flows.write_env(tmp_path / "bot.env", mode="paper", database=db_url, api_url=venue.url,
+                                   paper_balances=flows.BALANCES)
         paper_faults = [{"account": VICTIM, "leg": leg, "kind": kind, "code": code} for leg, kind, code in faults]
     signals = tmp_path / "signals.csv"
     signals.write_text("id,symbol,side,entry,stop_loss,take_profit\n"
@@ -126,7 +140,7 @@ def test_a_crash_at_any_point_loses_nothing_duplicates_nothing_leaves_nothing_na
     assert restarted.code == 0, restarted.output
     assert "Traceback" not in crashed.output + restarted.output
 
-    journal = Journal(f"sqlite:///{tmp_path / 'journal.db'}")
+    journal = Journal(db_url)
     try:
         # 0 lost: done, one final outcome per account
         assert journal.unfinished_signals(mode) == []

@@ -135,3 +135,21 @@ async def test_a_take_profit_whose_reply_was_lost_is_no_orphan_once_the_stop_fil
         await executor.watcher.sweep()
         books = {name: _book(rig.standin, name) for name in NAMES}
     assert all(b["position"] == 0 and not b["orphans"] for b in books.values()), books
+
+
+@pytest.mark.parametrize("fault", ["502-once", "503-after-executing", "dropped-after-executing", "truncated-body"])
+async def test_a_fault_on_cancelling_the_sibling_leaves_no_orphan_after_one_round(fault):
+    """The take-profit fills; cancelling the stop-loss (DELETE /fapi/v1/algoOrder) fails for one account: the
+    watcher watches the symbol and the same round's sweep cancels the orphan (or finds it cancelled)."""
+    async with live_rig([1_000.0, 5_000.0, 500.0]) as rig:
+        ((_, kwargs),) = FAULTS[fault]
+        rig.standin.fail("DELETE", "/fapi/v1/algoOrder", account=VICTIM, **kwargs)
+        executor = MultiAccountExecutor(rig.accounts, retry_delay=0.02, receive_window=0)
+        summary = await executor.execute(parse_signal(dict(SIGNAL)))
+        assert [r.status for r in summary.results] == ["success"] * 3
+        rig.standin.set_price("BTCUSDT", 51_000.0)  # every take-profit fills
+        await executor.watcher.poll()
+        await executor.watcher.sweep()
+        books = {name: _book(rig.standin, name) for name in NAMES}
+        assert all(f.times == 0 for f in rig.standin.faults), "the fault never fired"
+    assert all(b["position"] == 0 and not b["orphans"] for b in books.values()), books
