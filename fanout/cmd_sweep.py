@@ -67,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger("fanout.executor").setLevel(logging.WARNING)
     logging.getLogger("fanout.watcher").setLevel(logging.WARNING)
     cells = sweep(data.all_candles, data.signals, grid, config, mapper=mapper, rules=data.rules,
-                  fine=data.fine or None, taker_fee=args.taker_fee,
+                  fine=data.fine or None, funding=[s.funding for s in data.series if s.funding is not None] or None,
+                  mark=[s.mark for s in data.series if s.mark is not None] or None, taker_fee=args.taker_fee,
                   maker_fee=args.maker_fee)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
