@@ -178,3 +178,15 @@ def test_funding_given_as_symbol_path_for_a_single_symbol_run(tmp_path, capsys):
     assert cli(tmp_path / "b", "--candles", str(eth), "--signals", str(signals), "--balances", "1000", "--leverage", "3") == 0
     assert "funding unknown for ETH/USDT:USDT" in capsys.readouterr().err
     assert "funding" not in pd.read_csv(tmp_path / "b" / "trades.csv").columns
+
+
+def test_the_daily_loss_limit_sees_every_symbols_losses():
+    cfg = {"position_size_pct": 0.5, "leverage": 5, "max_position_usd": 1e9, "daily_loss_limit_pct": 0.005}
+    btc_stopped = sig("BTC", "2023-07-20T00:00:00Z", 29_900, 29_800, 40_000)  # stopped out the same day
+    eth_later = sig("ETH", "2023-07-20T20:00:00Z", 1_890, 1_600, 2_500)
+    result = run([btc_stopped, eth_later], {"A": 1_000}, **cfg)
+    (btc,) = result.trades
+    assert btc["exit_reason"] == "stop_loss" and btc["exit_time"] < 1_689_883_200_000  # before 20:00 UTC
+    assert btc["pnl"] < -0.005 * 1_000
+    (skip,) = result.skipped
+    assert skip["signal_id"] == "eth-1" and skip["reason"].startswith("daily loss limit reached")
