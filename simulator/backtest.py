@@ -162,6 +162,7 @@ class BacktestRunner:
         self._signal_index = 0
         self._summaries: list[dict] = []
         self.funding_known: list[str] = []
+        self._funding_paid: list[tuple[int, str, float]] = []  # (time, account, amount): the equity curve's
         for rates in funding or ():
             self._queue_funding(rates)
 
@@ -295,7 +296,8 @@ class BacktestRunner:
         while self._heap and (until_ms is None or self._heap[0][0] < until_ms):
             t, idx, _, account, symbol, version, levels = heapq.heappop(self._heap)
             if account is None:  # a funding event: levels holds (rate, price)
-                self.venue.apply_funding(symbol, t, *levels)
+                for account, amount in self.venue.apply_funding(symbol, t, *levels):
+                    self._funding_paid.append((t, account, amount))
                 continue
             ex = self.exchanges[account]
             pos = ex.positions.get(symbol)
@@ -381,7 +383,8 @@ class BacktestRunner:
 
     def _equity_curves(self, trades: list[TradeRow]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Mark-to-market equity per account on a regular grid (at most ``equity_points`` candles of the run's
-        clock): realised pnl plus every open position's floating pnl at its own symbol's last close."""
+        clock): realised pnl plus every open position's floating pnl at its own symbol's last close, and funding
+        when it was paid."""
         times = self._clock_times()
         step = max(1, len(times) // self.equity_points)
         grid_t = times[np.arange(0, len(times), step)]
@@ -396,7 +399,10 @@ class BacktestRunner:
             acct = np.array([row[name] for name in t["account"]])
             a = np.searchsorted(grid_t, np.array(t["entry_time"]), side="right")
             b = np.searchsorted(grid_t, np.array(t["exit_time"]), side="right")
-            np.add.at(realized, (acct, b), np.array(t["pnl"], dtype=float))
+            pnl = np.array(t["pnl"], dtype=float)
+            if self._funding_paid:  # funding moves the wallet when paid (below), not when the trade closes
+                pnl = pnl - np.array(t["funding"], dtype=float)
+            np.add.at(realized, (acct, b), pnl)
             span = np.maximum(b - a, 0)
             owner = np.repeat(np.arange(len(trades)), span)  # trade of each (trade, grid point) pair
             cell = np.arange(len(owner)) - np.repeat(np.cumsum(span) - span, span) + a[owner]
@@ -414,6 +420,10 @@ class BacktestRunner:
             entry_fee = entry * qty * self.venue.taker_fee
             move = (close - entry[owner]) * qty[owner] * direction[owner]
             np.add.at(floating, (acct[owner], cell), np.maximum(move, -margin[owner]) - entry_fee[owner])
+        if self._funding_paid:
+            when, who, amount = zip(*self._funding_paid, strict=True)
+            np.add.at(realized, (np.array([row[n] for n in who]), np.searchsorted(grid_t, when, side="right")),
+                      np.array(amount, dtype=float))
         out = {}
         for i, (name, start) in enumerate(self.balances.items()):
             out[name] = start + np.cumsum(realized[i])[:-1] + floating[i]

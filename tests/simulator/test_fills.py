@@ -195,6 +195,9 @@ def test_rule9_funding_at_the_data_times_on_the_candle_open_or_the_given_mark():
     assert t["pnl"] == pytest.approx((50_000 - 50_000) * 0.008 - t["fees"] + expected)
     assert result.end_balance["A"] == pytest.approx(1_000 + t["pnl"])
     assert result.funding_known == [BTC]
+    # the equity curve moves when funding is paid, not when the trade closes
+    diff = result.equity["A"] - backtest(rows).equity["A"]
+    assert diff == pytest.approx([0, 0, -0.008 * 50_010 * 0.0001, expected], abs=1e-9)
     assert backtest(rows).trades[0]["funding"] == 0 and backtest(rows).funding_known == []
 
 
