@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Coroutine, Iterable
 from typing import Any
 
 from engine.config import ExecutionConfig
@@ -311,10 +311,9 @@ class MultiAccountExecutor(EmergencyMixin, ResumeMixin):
         async def placed(order: dict | None) -> dict | None:
             return order
 
-        stop_out, target_out = await asyncio.gather(
+        stop_out, target_out = await _both(
             leg("SL", "stopLossPrice", sl_price) if stop is None else placed(stop),
             leg("TP", "takeProfitPrice", tp_price) if target is None else placed(target),
-            return_exceptions=True,
         )
         if isinstance(stop_out, BaseException):
             if not isinstance(stop_out, Exception):
@@ -404,3 +403,25 @@ def _fee(order: dict) -> float:
         return float(fee.get("cost") or 0.0)
     except (TypeError, ValueError):
         return 0.0
+
+
+async def _both(first: Coroutine[Any, Any, Any], second: Coroutine[Any, Any, Any]) -> tuple[Any, Any]:
+    """Two coroutines at once, each one's result or exception (as ``gather(..., return_exceptions=True)``).
+
+    ``second`` runs in a task of its own and ``first`` in the caller's task: both requests are in flight together
+    when they wait on the network, and a backtest, where neither ever waits, pays one task instead of gather's two
+    (and its future). Cancelling the caller cancels both.
+    """
+    task = asyncio.ensure_future(second)
+    try:
+        a: Any = await first
+    except Exception as exc:  # noqa: BLE001 — returned, as gather's return_exceptions does
+        a = exc
+    except BaseException:
+        task.cancel()
+        raise
+    try:
+        b: Any = await task
+    except Exception as exc:  # noqa: BLE001
+        b = exc
+    return a, b
