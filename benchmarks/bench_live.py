@@ -8,7 +8,8 @@ The stand-in (tests/standin/) runs in a child process on 127.0.0.1 and answers e
 seconds; this process runs the real `fanout run --mode live` composition (fanout/modes.py ``build_live``: env
 accounts, the journal on a fresh SQLite file, one weight budget, ccxt over HTTP, user-data streams) against it:
 
-- start-up: ``build_live`` with flat accounts (load markets once, reconcile every account, streams started);
+- start-up: ``build_live`` with flat accounts (load markets once, reconcile every account); then until every
+  account's user-data stream is up (they connect in the background);
 - signal: ``TradingService.handle`` of one BTCUSDT signal (every account: balance, positions, leverage brackets,
   margin mode, leverage, entry, stop, target; journaled);
 - weight: the IP weight the budget charged for that signal, per account (Binance's weights, live/weights.py);
@@ -129,6 +130,10 @@ async def measure(accounts: int, latency_s: float) -> dict[str, float]:
             runtime = await start(env)
             figures["startup_s"] = time.perf_counter() - t0
             figures["startup_cpu_s"] = time.process_time() - c0
+            streams = runtime.service.session.streams
+            down = await streams.wait_up(GUARD_S)  # in the background after start-up; the signal waits for them
+            figures["streams_up_s"] = time.perf_counter() - t0
+            figures["streams_down"] = len(down)
             standin.fresh_minute()
             try:
                 before = spent(runtime)
@@ -208,11 +213,13 @@ def main() -> int:
     load = os.getloadavg()
     print(f"live fan-out on one IP, stand-in at {args.latency * 1000:.0f} ms latency; "
           f"load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs")
+    asyncio.run(measure(1, args.latency))  # warm-up, not shown: imports and ccxt's per-class set-up happen once
     rows = []
     for n in sizes:
         f = asyncio.run(measure(n, args.latency))
         rows.append((n, f))
-        print(f"{n:>5} accounts: start-up {f['startup_s']:.2f} s (CPU {f['startup_cpu_s']:.2f} s), signal {f['signal_s']:.2f} s "
+        print(f"{n:>5} accounts: start-up {f['startup_s']:.2f} s (CPU {f['startup_cpu_s']:.2f} s; every stream up "
+              f"at {f['streams_up_s']:.2f} s, {f['streams_down']} not), signal {f['signal_s']:.2f} s "
               f"({f['succeeded']:.0f} ok, CPU {f['signal_cpu_s']:.2f} s), weight {f['weight_per_account']:.1f}/account, restart "
               f"{f['restart_s']:.2f} s, sibling cancel median {f.get('cancel_median_s', float('nan')):.3f} s "
               f"max {f.get('cancel_max_s', float('nan')):.3f} s ({f.get('cancelled', 0):.0f} cancelled); after the "

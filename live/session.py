@@ -66,15 +66,14 @@ class LiveSession:
         return f"LiveSession({len(self.executor.accounts)} accounts, fallback={self.fallback_account!r})"
 
     async def start(self) -> None:
-        if self.streams is not None:  # in the background: each resyncs over REST once connected
-            self.streams.start()
+        if self.reconcile:
+            # every account at once: the IP's weight budget paces them (entry priority: nothing trades before this)
+            with request_priority(Priority.ENTRY):
+                await asyncio.gather(*(self._reconcile(a) for a in self.executor.accounts))
+        if self.streams is not None:  # in the background; each resyncs over REST once connected, so a fill
+            self.streams.start()  # between the reconciliation and the stream is not missed
             if self.executor.journal is not None and not isinstance(self.executor.journal, _FillFees):
                 self.executor.journal = _FillFees(self.executor.journal, self)
-        if not self.reconcile:
-            return
-        # every account at once: the IP's weight budget paces them (entry priority: nothing trades before this)
-        with request_priority(Priority.ENTRY):
-            await asyncio.gather(*(self._reconcile(a) for a in self.executor.accounts))
 
     async def close(self) -> None:
         """Stop the user-data streams (the exchanges are closed by whoever opened them)."""
