@@ -25,9 +25,9 @@ Binance specifics handled here, not in the engine:
   right after it (within ``ACCOUNT_REUSE_MS``, as the executor does for each signal) is answered from that same
   response instead of ``/fapi/v3/positionRisk``: weight 5 instead of 10 per account and signal, one round trip
   fewer. ``fetch_positions()`` of every symbol reads the same endpoint (weight 5), whose rows also name the
-  symbols with open orders but no position (zero contracts), and positionRisk (5) only when a position is
-  open (the account endpoint has no entry prices): reconciliation asks for open orders per symbol (weight 1
-  each) instead of without a symbol (weight 40). ``fetch_positions(symbols)`` goes to positionRisk.
+  symbols with open orders but no position (zero contracts), entry prices derived from notional and profit:
+  reconciliation asks for open orders per symbol (weight 1 each) instead of without a symbol (weight 40).
+  ``fetch_positions(symbols)`` goes to positionRisk.
 - the class is ``ccxt.pro``'s binanceusdm (REST as before, plus the user-data stream, live/user_stream.py).
   ccxt rebuilds its large ``describe()`` dict for every instance; it is built once per class here and copied
   (a hundred accounts start in about a second instead of three).
@@ -178,15 +178,17 @@ class LiveExchange(ccxt_pro.binanceusdm):
         return await super().fetch_positions(symbols, params or {})
 
     async def _every_position(self) -> list:
-        """Open positions (positionRisk, with entry prices) plus, as rows without contracts, the symbols the
-        account endpoint names for their open orders; a flat account costs the account endpoint alone."""
+        """Every position from the account endpoint (weight 5), with the symbols it names for their open orders as
+        rows without contracts. Its rows carry no entry price: it is (notional − unrealized profit) / amount."""
         await self.load_markets()
         rows = self.parse_account_positions(await self.fapiPrivateV3GetAccount(), False)
-        if not any(abs(float(r.get("contracts") or 0)) > 0 for r in rows):
-            return rows
-        full = await super().fetch_positions(None, {})
-        held = {p.get("symbol") for p in full}
-        return list(full) + [r for r in rows if r.get("symbol") not in held]
+        for row in rows:
+            info = row.get("info") or {}
+            amount = float(info.get("positionAmt") or 0)
+            if row.get("entryPrice") is None and amount:
+                entry = (float(info.get("notional") or 0) - float(info.get("unrealizedProfit") or 0)) / amount
+                row["entryPrice"] = float(self.price_to_precision(row["symbol"], entry)) if entry > 0 else None
+        return rows
 
     def handle_message(self, client: Any, message: Any) -> Any:
         """User-data stream messages: the stream's hook sees each event first (True: consumed), then ccxt."""

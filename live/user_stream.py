@@ -15,8 +15,9 @@ One :class:`UserStream` per account, on the account's own ``LiveExchange`` (a cc
   with a growing delay (``backoff``), and after every connection calls ``on_connect(account, first)`` so the
   owner can resync over REST what it missed.
 
-Stream sessions run at housekeeping priority in the weight budget; what ``on_order`` sends (a sibling cancel)
-is raised to protective by the exchange itself.
+Stream sessions run at housekeeping priority in the weight budget (the listen key at entry priority: a stream
+that cannot start leaves its account to polling); what ``on_order`` sends (a sibling cancel) is raised to
+protective by the exchange itself.
 """
 
 from __future__ import annotations
@@ -127,7 +128,8 @@ class UserStream:
 
     async def _session(self) -> None:
         ex = self.exchange
-        await ex.authenticate({"type": "linear"})
+        with request_priority(Priority.ENTRY):  # the stream protects (sibling cancels): its key before housekeeping
+            await ex.authenticate({"type": "linear"})
         key = (ex.options.get("linear") or {}).get("listenKey")
         if not key:
             raise ccxt.AuthenticationError(f"{self.name}: no listen key")
