@@ -99,6 +99,7 @@ def symbols_figure(trades: pd.DataFrame, *, synthetic: bool, max_symbols: int = 
             ax.legend(loc="best", fontsize=8)
     ax.set_ylabel("cumulative pnl (USDT)")
     ax.set_xlabel("exit time (UTC)")
+    ax.tick_params(axis="x", labelrotation=30)
     ax.axhline(0, color="grey", linewidth=0.6)
     ax_bar.set_xlabel("pnl (USDT); (trades)")
     ax_bar.axvline(0, color="grey", linewidth=0.6)
