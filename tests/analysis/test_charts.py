@@ -43,3 +43,15 @@ def test_chart_candles_resamples_to_at_most_max_bars(demo_candles):
     assert bars.timeframe == "2h" and len(bars) <= 600
     small = demo_candles.slice(None, int(demo_candles.time[0]) + 300 * 60_000)
     assert chart_candles(small, 600) is small
+
+
+def test_symbols_chart_has_a_line_and_a_bar_per_symbol(demo_run):
+    trades = demo_run.trades.copy()
+    trades.loc[trades.index[::2], "symbol"] = "ETH/USDT:USDT"  # the demo's trades as if on two coins
+    fig = analysis.symbols_figure(trades, synthetic=False)
+    lines, bars = fig.axes
+    assert sorted(line.get_label() for line in lines.get_lines() if not line.get_label().startswith("_")) == [
+        "BTC/USDT", "ETH/USDT"]
+    totals = trades.groupby("symbol")["pnl"].sum().sort_values()
+    assert [p.get_width() for p in bars.patches] == pytest.approx(list(totals))
+    assert "SYNTHETIC" in analysis.plot_symbols(demo_run).get_suptitle()
