@@ -26,7 +26,7 @@ from engine.orders import OrderRef, OrderStateUnknown
 from engine.results import FAILED, SKIPPED, SUCCESS, UNKNOWN, AccountResult, SignalSummary
 from engine.risk import RiskRejection, check_resume_price
 from engine.signal import Signal
-from engine.watcher import Bracket
+from engine.watcher import TRIGGER, Bracket
 
 if TYPE_CHECKING:
     from engine.executor import MultiAccountExecutor
@@ -159,7 +159,11 @@ class ResumeMixin:
             result.fill_price = float(position.get("entryPrice") or 0) or signal.entry
         legs = {}
         for leg in ("SL", "TP"):
-            legs[leg] = await self.orders.find(ex, OrderRef(signal.id, account.name, signal.symbol, leg))
+            ref = OrderRef(signal.id, account.name, signal.symbol, leg)
+            try:
+                legs[leg] = await self.orders.find(ex, ref)
+            except OrderStateUnknown:  # the lookup endpoint keeps failing: the open trigger orders tell
+                legs[leg] = await _open_by_cid(ex, ref)
         if position is None:  # filled, and closed: by the emergency close, or its stop or target, or by hand
             await self._cancel_reduce_only(account, signal)
             close = None
@@ -192,6 +196,15 @@ class ResumeMixin:
             take_profit=result.take_profit or 0.0, stop_loss_id=result.stop_loss_order_id,
             take_profit_id=result.take_profit_order_id,
         ))
+
+
+async def _open_by_cid(ex: Any, ref: OrderRef) -> dict | None:
+    """The open trigger order with ``ref``'s client order id, or None (not open: cancelled or filled, and a filled
+    stop or target leaves no position to protect). Raises when the open orders cannot be read either."""
+    for order in await ex.fetch_open_orders(ref.symbol, None, None, dict(TRIGGER)):
+        if order.get("clientOrderId") == ref.cid and order.get("symbol") == ref.symbol:
+            return order
+    return None
 
 
 def _still_unknown(result: AccountResult, prior: Prior | None) -> bool:

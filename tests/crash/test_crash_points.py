@@ -34,7 +34,7 @@ from tests.standin import cli_flows as flows
 from tests.standin.cli_record import serving
 from tests.standin.limits import IpLimits
 from tests.standin.public_market import MINUTE, MarketStandIn
-from tests.standin.server import REJECT, UNKNOWN_STATUS, StandIn
+from tests.standin.server import ALWAYS, BAD_GATEWAY, REJECT, UNKNOWN_STATUS, StandIn
 
 NAMES = flows.NAMES
 VICTIM = "Account 2"
@@ -112,14 +112,27 @@ def test_a_crash_with_the_journal_on_postgresql(mode, point, tmp_path, bots, ven
     _crash_and_restart(mode, point, (), tmp_path, bots, venue, postgres_url)
 
 
+@pytest.mark.parametrize("leg", ["E", "SL", "TP"])
+def test_a_crash_after_a_lost_reply_whose_lookups_keep_failing_after_the_restart(leg, tmp_path, bots, venue):
+    """Live: the order was placed, its reply lost, the bot died (``<leg>.sent``), and after the restart looking it
+    up by client order id still fails (502 every time): the position and the open orders settle it."""
+    _crash_and_restart("live", f"{leg}.sent", FAULTS[f"{leg}.sent"], tmp_path, bots, venue,
+                       f"sqlite:///{tmp_path / 'journal.db'}", lookups_fail=leg)
+
+
 def _crash_and_restart(mode: str, point: str, faults: tuple, tmp_path: Path, bots: BotServer, venue: StandIn,
-                       db_url: str) -> None:
+                       db_url: str, *, lookups_fail: str | None = None) -> None:
     signal_id = f"crash-{mode}-{point.replace('.', '-')}"
     paper_faults = None
     if mode == "live":
         _reset(venue)
         for fault in faults:
             _standin_fault(venue, *fault)
+        if lookups_fail is not None:
+            algo = lookups_fail in ("SL", "TP")
+            key = "clientAlgoId" if algo else "origClientOrderId"
+            venue.fail("GET", "/fapi/v1/algoOrder" if algo else "/fapi/v1/order", BAD_GATEWAY, times=ALWAYS,
+                       account=VICTIM, when=lambda p: p.get(key, "").endswith(f"-{lookups_fail}"))
         env_file = flows.write_env(tmp_path / "bot.env", mode="live", database=db_url, api_url=venue.url)
     else:
         env_file = flows.write_env(tmp_path / "bot.env", mode="paper", database=db_url, api_url=venue.url,
