@@ -30,7 +30,8 @@ Binance specifics handled here, not in the engine:
   ``fetch_positions(symbols)`` goes to positionRisk.
 - the class is ``ccxt.pro``'s binanceusdm (REST as before, plus the user-data stream, live/user_stream.py).
   ccxt rebuilds its large ``describe()`` dict for every instance; it is built once per class here and copied
-  (a hundred accounts start in about a second instead of three).
+  (a hundred accounts start in about a second instead of three), and its constructor's walk over ``dir()`` is
+  cut to the data attributes after the first instance (``LiveExchange.__dir__``).
 - the accounts built together share one HTTP connection pool and one TLS context (:func:`http_pool`): ccxt
   would build both per instance, and loading the CA bundle alone takes ~80 ms each (24 s for 300 accounts).
 """
@@ -43,6 +44,7 @@ import pickle
 import re
 import socket
 import ssl
+import types
 from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -79,6 +81,7 @@ _VOLATILE = re.compile(r"\b(signature|timestamp)=[^&\s]*")
 _ticket: ContextVar[Ticket | None] = ContextVar("fanout_budget_ticket", default=None)
 _PROTECTIVE_PATHS = ("/fapi/v1/order", "/fapi/v1/algoOrder", "/fapi/v1/batchOrders")
 _describe_cache: dict[type, bytes] = {}
+_data_names: dict[type, list[str]] = {}  # LiveExchange.__dir__
 
 
 class LiveExchange(ccxt_pro.binanceusdm):
@@ -103,6 +106,19 @@ class LiveExchange(ccxt_pro.binanceusdm):
         self.http_pool: HttpPool | None = None  # set by build_exchange
         if budget is not None:
             budget.register(account)
+
+    def __dir__(self) -> list[str]:
+        """After the class's first instance, its data attributes only: ccxt's constructor walks ``dir(self)`` to
+        alias every snake_case name in camelCase, and the methods' aliases are set on the class by the first
+        instance, so later ones need only their data attributes (1 ms per account instead of 4)."""
+        names = _data_names.get(type(self))
+        if names is None:  # the first walk: everything; remember what is data at this point of construction
+            every = super().__dir__()
+            missing = object()
+            values = ((n, getattr(self, n, missing)) for n in every)
+            _data_names[type(self)] = [n for n, v in values if v is not missing and not isinstance(v, types.MethodType)]
+            return every
+        return list(names)
 
     def describe(self) -> Any:
         cls = type(self)

@@ -347,3 +347,18 @@ def test_cassettes_hold_no_key_secret_signature_or_timestamp(path):
         uri_query = dict(parse_qsl(request["uri"].partition("?")[2]))
         assert not {"signature", "timestamp"} & set(uri_query)
     assert data["metadata"]["fanout"]["scenario"] in SCENARIOS
+
+
+def test_later_instances_are_built_like_the_first(monkeypatch):
+    """LiveExchange.__dir__ shortens ccxt's constructor walk after a class's first instance: an instance built
+    that way has the same attributes and camelCase aliases as one built with the full walk."""
+    import live.exchange as module
+
+    monkeypatch.setattr(module, "_data_names", {})
+    full = LiveExchange({"apiKey": "key-one-0000", "secret": "secret-one-0000"}, account="One")
+    assert LiveExchange in module._data_names
+    fast = LiveExchange({"apiKey": "key-two-0000", "secret": "secret-two-0000"}, account="Two")
+    assert set(vars(fast)) == set(vars(full))
+    assert (fast.apiKey, fast.enableRateLimit, fast.rateLimit) == ("key-two-0000", full.enableRateLimit, full.rateLimit)
+    assert fast.fetchBalance.__func__ is full.fetchBalance.__func__ and fast.options == full.options
+    assert "fetch_balance" in dir(full.__class__)
