@@ -121,3 +121,28 @@ async def test_an_expired_listen_key_is_replaced():
             assert len(posts) == 2
         finally:
             await stream.stop()
+
+
+class _Client:
+    def __init__(self, futures: dict | None = None) -> None:
+        self.futures = futures or {}
+
+
+def test_events_nobody_reads_skip_ccxt_and_the_rest_reach_it():
+    from live.exchange import build_exchange
+    from tests.standin.scenarios import dummy_credentials
+
+    exchange = build_exchange(dummy_credentials(["Account 1"])[0], api_url="http://127.0.0.1:9")
+    stream = UserStream("Account 1", exchange)
+    hook = exchange.stream_hook
+    new = {"e": "ORDER_TRADE_UPDATE", "o": {"i": 1, "x": "NEW", "X": "NEW"}}
+    filled = {"e": "ORDER_TRADE_UPDATE", "o": {"i": 1, "x": "TRADE", "X": "FILLED"}}
+    algo_new = {"e": "ALGO_UPDATE", "o": {"aid": 2, "X": "NEW"}}
+    algo_done = {"e": "ALGO_UPDATE", "o": {"aid": 2, "X": "FINISHED"}}
+    account = {"e": "ACCOUNT_UPDATE", "a": {"B": [{"a": "USDT", "wb": "990.5", "cw": "990.5"}], "P": []}}
+    assert hook(_Client(), new) and hook(_Client(), algo_new)  # accepted, nothing filled: consumed here
+    assert not hook(_Client(), filled) and not hook(_Client(), algo_done)  # ccxt parses them for the watcher
+    assert hook(_Client(), account)  # our account state; no ccxt watcher waits for it
+    assert stream.state.wallet == 990.5
+    assert not hook(_Client({"future:balance": object()}), account)  # a watch_balance waits: ccxt gets it too
+    assert not hook(_Client({"future:positions::BTC/USDT:USDT": object()}), account)
