@@ -269,7 +269,9 @@ def test_exchange_is_configured_as_the_issue_asks():
     cred = SimpleNamespace(name="Account 1", api_key="k" * 64, api_secret="s" * 64)
     ex = build_exchange(cred, api_url="http://127.0.0.1:18080", timeout_ms=7000)
     assert isinstance(ex, LiveExchange) and ex.enableRateLimit and ex.timeout == 7000
-    assert all(ex.options[k] == v for k, v in OPTIONS.items())
+    assert all(ex.options[k].items() >= v.items() if isinstance(v, dict) else ex.options[k] == v  # merged into ccxt's
+               for k, v in OPTIONS.items())
+    assert ex.options["ws"]["compress"] == 0  # no permessage-deflate offer for the user-data stream
     assert ex.urls["api"]["fapiPrivate"] == "http://127.0.0.1:18080/fapi/v1"
     assert "k" * 64 not in repr(ex) and "s" * 64 not in repr(ex) and "Account 1" in repr(ex)
 
