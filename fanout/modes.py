@@ -11,6 +11,7 @@ bot per database (storage/instance_lock.py).
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -171,5 +172,11 @@ async def build_live(env: Mapping[str, str], config: ExecutionConfig, notifier: 
                                  tick_interval=tick_interval)
         await service.start()
         undo.pop_all()  # started: the Runtime owns it all now
+    gc.freeze()  # what start-up built (ccxt instances, markets) lives as long as the bot: out of the GC's scans
     return Runtime("live", accounts, executor, service, journal, notifier,
-                   [session.close, partial(close_all, accounts), budget.close], lock=lock)
+                   [session.close, partial(close_all, accounts), budget.close, _unfreeze], lock=lock)
+
+
+async def _unfreeze() -> None:
+    """Give what :func:`build_live` froze back to the cyclic GC (it is garbage once the runtime is closed)."""
+    gc.unfreeze()
