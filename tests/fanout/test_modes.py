@@ -81,3 +81,29 @@ async def test_a_paper_start_that_fails_after_the_lock_releases_it(database_url,
     with pytest.raises(ValueError, match="state version 99"):
         await modes.build_paper({"DATABASE_URL": database_url}, ExecutionConfig(), NullNotifier(), price_source=object())
     assert _free(database_url, "paper"), "a failed paper start kept the paper lock"
+
+
+async def test_a_live_start_freezes_what_it_built_until_the_runtime_closes(live_env, make_accounts, monkeypatch):
+    import gc
+
+    import live.exchange
+    import live.session
+
+    accounts = make_accounts(1000, 5000)
+
+    async def create(credentials, **_kwargs):
+        return accounts
+
+    async def nothing(*_args, **_kwargs):
+        return None
+
+    monkeypatch.setattr(live.exchange, "create_live_exchanges", create)
+    monkeypatch.setattr(live.exchange, "close_all", nothing)
+    monkeypatch.setattr(live.session.LiveSession, "start", nothing)
+    gc.unfreeze()
+    runtime = await modes.build_live(live_env, ExecutionConfig(), NullNotifier())
+    try:
+        assert gc.get_freeze_count() > 0  # out of the cyclic GC's full scans while the bot runs
+    finally:
+        await runtime.close()
+    assert gc.get_freeze_count() == 0

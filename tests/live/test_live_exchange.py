@@ -364,3 +364,11 @@ def test_later_instances_are_built_like_the_first(monkeypatch):
     assert (fast.apiKey, fast.enableRateLimit, fast.rateLimit) == ("key-two-0000", full.enableRateLimit, full.rateLimit)
     assert fast.fetchBalance.__func__ is full.fetchBalance.__func__ and fast.options == full.options
     assert "fetch_balance" in dir(full.__class__)
+
+
+def test_instances_share_only_ccxts_endpoint_table():
+    a, b = (build_exchange(c, api_url="http://127.0.0.1:9") for c in dummy_credentials(["A", "B"]))
+    assert a.api is b.api and a.api  # read by ccxt only: one copy for every account
+    for name in ("options", "urls", "has", "fees", "exceptions", "features"):
+        assert getattr(a, name) is not getattr(b, name), name
+    assert a.urls["api"] is not b.urls["api"] and a.options["ws"] is not b.options["ws"]
