@@ -67,8 +67,9 @@ async def _hold_database(env: Mapping[str, str], mode: str, *, standby: bool, po
     """This mode's hold on the database (storage/instance_lock.py): one bot per mode, and never a paper bot and a
     live bot on one database (they would share the journal's claimed signals: README, "The database"). An
     in-memory SQLite database is refused: the journal must survive a restart."""
-    require_durable(database_url(env))
-    return await hold(database_url(env), mode, standby=standby, poll_seconds=poll_seconds,
+    url = database_url(env)
+    require_durable(url)
+    return await hold(url, mode, standby=standby, poll_seconds=poll_seconds,
                       excludes=[m for m in MODES if m != mode])
 
 
