@@ -20,6 +20,7 @@ a new table or column is one more :class:`Step` in ``JOURNAL``.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -34,6 +35,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     delete,
     insert,
     inspect,
@@ -310,6 +312,18 @@ def _execution_row(mode: str, result: AccountResult, now: float | None = None) -
 
 def _upsert(conn: Any, table: Table, keys: dict, fields: dict) -> None:
     """Update the row with these keys, or insert it (SQLAlchemy Core, the same on SQLite and PostgreSQL)."""
-    where = [table.c[k] == v for k, v in keys.items()]
-    if conn.execute(update(table).where(*where).values(**fields)).rowcount == 0:
-        conn.execute(insert(table).values(**keys, **fields))
+    update_statement, insert_statement = _upsert_statements(table, tuple(keys), tuple(fields))
+    params = {f"k_{k}": v for k, v in keys.items()}
+    params.update({f"v_{k}": v for k, v in fields.items()})
+    if conn.execute(update_statement, params).rowcount == 0:
+        conn.execute(insert_statement, params)
+
+
+@functools.cache
+def _upsert_statements(table: Table, keys: tuple[str, ...], fields: tuple[str, ...]) -> tuple[Any, Any]:
+    """The UPDATE and INSERT for these key and field columns, built once with bound parameters (``k_``/``v_``
+    names): a journal write then costs an execution, not a statement's construction and cache-key walk."""
+    where = [table.c[k] == bindparam(f"k_{k}") for k in keys]
+    values = {k: bindparam(f"v_{k}") for k in fields}
+    return (update(table).where(*where).values(values),
+            insert(table).values({**{k: bindparam(f"k_{k}") for k in keys}, **values}))
