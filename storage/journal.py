@@ -24,7 +24,7 @@ import functools
 import json
 import logging
 import time
-from dataclasses import asdict
+from dataclasses import fields as dataclass_fields
 from typing import Any
 
 from sqlalchemy import (
@@ -233,7 +233,7 @@ class Journal:
         self.crash.reached(f"{event.leg}.{event.state}", event.account)
         keys = {"signal_id": event.signal_id, "account": event.account, "leg": event.leg}
         if event.state == "intent":
-            fields = {k: v for k, v in asdict(event).items() if k in order_intents.c and k not in keys}
+            fields = {k: getattr(event, k) for k in _columns_of(OrderEvent, order_intents) if k not in keys}
         else:  # the intent's amount, price and sizing stay as recorded
             fields = {"state": event.state, "client_order_id": event.client_order_id}
             fields.update({k: v for k, v in (("order_id", event.order_id), ("detail", event.detail)) if v})
@@ -304,10 +304,16 @@ class Journal:
 
 
 def _execution_row(mode: str, result: AccountResult, now: float | None = None) -> tuple[dict, dict]:
-    row = {k: v for k, v in asdict(result).items() if k in executions.c}
+    row = {k: getattr(result, k) for k in _columns_of(AccountResult, executions)}
     keys = {"signal_id": row.pop("signal_id"), "account": row.pop("account")}
     row.update(mode=mode, time=result.time, recorded_at=time.time() if now is None else now)
     return keys, row
+
+
+@functools.cache
+def _columns_of(record: type, table: Table) -> tuple[str, ...]:
+    """The fields of the dataclass ``record`` that are columns of ``table`` (all scalars: read, not deep-copied)."""
+    return tuple(f.name for f in dataclass_fields(record) if f.name in table.c)
 
 
 def _upsert(conn: Any, table: Table, keys: dict, fields: dict) -> None:

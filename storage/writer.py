@@ -77,8 +77,7 @@ class GroupWriter:
             for item in batch:
                 self._commit_one(item)
             return
-        for (_, loop, future), result in zip(batch, results, strict=True):
-            _resolve(loop, future, result, None)
+        _resolve_batch([(loop, future, result) for (_, loop, future), result in zip(batch, results, strict=True)])
 
     def _commit_one(self, item: tuple[Write, asyncio.AbstractEventLoop, asyncio.Future]) -> None:
         write, loop, future = item
@@ -98,6 +97,24 @@ class GroupWriter:
         if thread is not None:
             self._queue.put(_STOP)
             thread.join()
+
+
+def _resolve_batch(outcomes: list[tuple[asyncio.AbstractEventLoop, asyncio.Future, Any]]) -> None:
+    """Wake each event loop once for a committed batch (not once per write: each wake-up is a self-pipe write)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future, Any]]] = {}
+    for loop, future, result in outcomes:
+        by_loop.setdefault(loop, []).append((future, result))
+
+    def settle(settled: list[tuple[asyncio.Future, Any]]) -> None:
+        for future, result in settled:
+            if not future.done():
+                future.set_result(result)
+
+    for loop, settled in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(settle, settled)
+        except RuntimeError:  # the loop is closed: nobody waits any more
+            log.debug("journal writes finished after their event loop closed")
 
 
 def _resolve(loop: asyncio.AbstractEventLoop, future: asyncio.Future, result: Any, error: BaseException | None) -> None:
