@@ -10,13 +10,18 @@ accounts, the journal on a fresh SQLite file, one weight budget, ccxt over HTTP,
 
 - start-up: ``build_live`` with flat accounts (load markets once, reconcile every account); then until every
   account's user-data stream is up (they connect in the background);
-- signal: ``TradingService.handle`` of one BTCUSDT signal (every account: balance, positions, leverage brackets,
-  margin mode, leverage, entry, stop, target; journaled);
+- balance read ahead: once its stream is up the session reads each flat account's balance in the background
+  (live/idle_account.py), at housekeeping priority, so after start-up's weight (100 accounts: about a minute);
+  the signal waits until every account holds one and then 16 s more, as a signal arriving on quiet accounts
+  finds them: balances known, idle keep-alive connections closed (every size opens its own);
+- signal: ``TradingService.handle`` of one BTCUSDT signal (every account: balance and positions from the read
+  ahead, leverage brackets, margin mode, leverage, entry, stop, target; journaled);
 - weight: the IP weight the budget charged for that signal, per account (Binance's weights, live/weights.py);
 - restart: ``build_live`` again over the same journal, every account holding a position and its bracket;
 - sibling cancel: the mark crosses the take-profit; from then until the watcher has cancelled every account's
   stop-loss (pushed by the user-data stream), median / slowest account;
-- a second signal on the same symbol after the restart (margin mode and leverage remembered): time and weight.
+- a second signal on the same symbol after the restart (margin mode and leverage remembered), right after the
+  positions closed (so each balance is asked again): time and weight.
 
 Each phase starts in a fresh minute of IP weight (the stand-in's counter is cleared, as if a minute had passed),
 so the figures show latency and CPU, not waits for the budget: 300 accounts x weight 10 is more than one
@@ -47,6 +52,8 @@ SYMBOL = "BTCUSDT"
 SIGNAL = {"id": "bench-btc", "symbol": SYMBOL, "side": "LONG", "entry": 50_000.0, "stop_loss": 49_500.0,
           "take_profit": 51_000.0}
 GUARD_S = 120  # a broken run gives up instead of hanging
+READ_AHEAD_GUARD_S = 300  # reading every account ahead runs at housekeeping priority: after start-up's weight
+QUIET_S = 16  # aiohttp closes keep-alive connections idle for 15 s: every size's signal opens its own
 
 
 # ------------------------------------------------------------------------------------------- stand-in process
@@ -134,6 +141,9 @@ async def measure(accounts: int, latency_s: float) -> dict[str, float]:
             down = await streams.wait_up(GUARD_S)  # in the background after start-up; the signal waits for them
             figures["streams_up_s"] = time.perf_counter() - t0
             figures["streams_down"] = len(down)
+            figures["read_ahead"] = await read_ahead(runtime)
+            figures["read_ahead_s"] = time.perf_counter() - t0
+            await asyncio.sleep(QUIET_S)  # a signal on quiet accounts: idle keep-alive connections are closed by now
             standin.fresh_minute()
             try:
                 before = spent(runtime)
@@ -160,7 +170,8 @@ async def measure(accounts: int, latency_s: float) -> dict[str, float]:
             try:
                 figures.update(await sibling_cancel(runtime, standin, accounts))
                 # the positions are closed: the same symbol again, after the restart (margin mode and leverage
-                # remembered in the journal, leverage brackets asked again by the new process)
+                # remembered in the journal, leverage brackets asked again by the new process); the accounts have
+                # just changed (the close), so their balance is read again, as for a signal right after a close
                 standin.set_price(SYMBOL, 50_000.0)
                 standin.fresh_minute()
                 before = spent(runtime)
@@ -174,6 +185,14 @@ async def measure(accounts: int, latency_s: float) -> dict[str, float]:
     finally:
         standin.stop()
     return figures
+
+
+async def read_ahead(runtime) -> int:
+    """Until every account's balance has been read once its stream was up (the session does that in the
+    background, live/idle_account.py): the signal then finds it, as a signal arriving on quiet accounts does.
+    Returns how many accounts hold one (all of them unless the guard ran out)."""
+    await runtime.service.session.streams.wait_resynced(READ_AHEAD_GUARD_S)
+    return sum(1 for a in runtime.executor.accounts if a.exchange.idle.fresh() is not None)
 
 
 async def sibling_cancel(runtime, standin: StandInProcess, accounts: int) -> dict[str, float]:
@@ -219,7 +238,8 @@ def main() -> int:
         f = asyncio.run(measure(n, args.latency))
         rows.append((n, f))
         print(f"{n:>5} accounts: start-up {f['startup_s']:.2f} s (CPU {f['startup_cpu_s']:.2f} s; every stream up "
-              f"at {f['streams_up_s']:.2f} s, {f['streams_down']} not), signal {f['signal_s']:.2f} s "
+              f"at {f['streams_up_s']:.2f} s, {f['streams_down']} not; balance read ahead for {f['read_ahead']:.0f} at "
+              f"{f['read_ahead_s']:.2f} s), signal {f['signal_s']:.2f} s "
               f"({f['succeeded']:.0f} ok, CPU {f['signal_cpu_s']:.2f} s), weight {f['weight_per_account']:.1f}/account, restart "
               f"{f['restart_s']:.2f} s, sibling cancel median {f.get('cancel_median_s', float('nan')):.3f} s "
               f"max {f.get('cancel_max_s', float('nan')):.3f} s ({f.get('cancelled', 0):.0f} cancelled); after the "

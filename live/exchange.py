@@ -40,6 +40,7 @@ Binance specifics handled here, not in the engine:
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import pickle
 import re
@@ -61,6 +62,7 @@ import certifi
 from engine.ports import Account
 from live.budget import Ticket, WeightBudget
 from live.budget_config import Priority, current_priority
+from live.idle_account import IdleAccount
 from live.weights import request_cost
 from marketdata.venue import select_venue, usdm_base
 
@@ -72,6 +74,7 @@ DEFAULT_TIMEOUT_MS = 10_000
 MAX_CONNECTIONS = 512  # the shared pool's limit (one IP's accounts together)
 RATE_LIMIT_RESENDS = 3  # a request refused with 429 / 418 is sent again after the pause, this many times
 ACCOUNT_REUSE_MS = 2_000  # a balance's account snapshot answers the positions request that follows it
+_ACCOUNT_PATH = "account"
 OPTIONS = {
     "defaultType": "swap",
     "fetchCurrencies": False,  # a signed /sapi call per instance, useless for USDⓈ-M
@@ -108,6 +111,7 @@ class LiveExchange(ccxt_pro.binanceusdm):
         self._override_base: str | None = None
         self.stream_hook: Callable[[Any, dict], bool] | None = None  # live/user_stream.py
         self._account_snapshot: tuple[int, dict] | None = None  # (ms, raw /fapi/v3/account) of the last balance
+        self.idle = IdleAccount(self.milliseconds)  # a flat account's /fapi/v3/account while its stream is quiet
         self.http_pool: HttpPool | None = None  # set by build_exchange
         if budget is not None:
             budget.register(account)
@@ -164,7 +168,19 @@ class LiveExchange(ccxt_pro.binanceusdm):
 
     async def fetch2(self, path: Any, api: Any = "public", method: str = "GET", params: Any = None,
                      config: Any = None) -> Any:
-        """Every REST request: wait for the IP's weight budget, then send (ccxt signs after the wait)."""
+        """Every REST request: a flat, quiet account's ``/fapi/v3/account`` from its snapshot (no request), else
+        wait for the IP's weight budget, then send (ccxt signs after the wait)."""
+        if path == _ACCOUNT_PATH and method == "GET" and not params and _is_v3(api):
+            kept = self.idle.fresh()
+            if kept is not None:
+                return copy.deepcopy(kept)
+            events = self.idle.events
+            reply = await self._send(path, api, method, params, config)
+            self.idle.keep(events, reply)
+            return reply
+        return await self._send(path, api, method, params, config)
+
+    async def _send(self, path: Any, api: Any, method: str, params: Any, config: Any) -> Any:
         params = {} if params is None else params
         config = {} if config is None else config
         if self.budget is None:
@@ -186,6 +202,13 @@ class LiveExchange(ccxt_pro.binanceusdm):
                 finally:
                     _ticket.reset(token)
         raise AssertionError("unreachable")
+
+    async def refresh_idle_account(self) -> bool:
+        """Read ``/fapi/v3/account`` (weight 5) so that the next signal need not; True if a snapshot is now held
+        (live/idle_account.py)."""
+        self.idle.asked()
+        await self.fapiPrivateV3GetAccount()
+        return self.idle.fresh() is not None
 
     async def fetch_balance(self, params: dict | None = None) -> Any:
         balance = await super().fetch_balance(params or {})
@@ -248,6 +271,11 @@ class LiveExchange(ccxt_pro.binanceusdm):
             if secret and len(secret) >= 8:
                 text = text.replace(secret, "***")
         return text
+
+
+def _is_v3(api: Any) -> bool:
+    name = api[0] if isinstance(api, (list, tuple)) and api else api
+    return name == "fapiPrivateV3"
 
 
 def _priority_of(method: str, endpoint: str, params: Any) -> Priority:

@@ -15,6 +15,9 @@ simulator/paper_session.py), behind fanout's TradingService:
   trade update, or ``fetch_my_trades`` while the stream is down, into the executions row and the alert.
 - ``tick()``: the watcher polls for filled legs on the accounts whose stream is down (every account without
   streams), at housekeeping priority, every ``LIVE_POLL_SECONDS``.
+- balance: with ``streams``, a flat account whose stream has been quiet since it was last read is sized from that
+  read (live/idle_account.py): the session reads each account when its stream comes up and, in ``tick()``, once
+  it has settled after a change, so a signal usually asks no balance (weight 5 and a round trip fewer).
 - ``fallback(signal, summary)``: priority 3 of account selection — only when the multi-account attempt placed
   nothing at all (``live.accounts.fallback_needed``), the signal is retried on the single primary key.
 - ``persist()``: nothing of its own; the exchange holds the accounts' state (the service saves the engine's).
@@ -96,6 +99,7 @@ class LiveSession:
         fills = await self.executor.watcher.poll(accounts=[account])
         if fills:
             log.info("📡 %s: resync found %d filled leg(s) the stream missed", account, fills)
+        await self._refresh_idle(self._account(account))
 
     async def entry_fee(self, account: str, symbol: str, order_id: str) -> float | None:
         """The commission of an entry's fills: from the stream's trade updates (waiting up to ``FEE_WAIT_S``), or
@@ -105,7 +109,7 @@ class LiveSession:
         if stream is not None and stream.is_up:
             found = await stream.wait_fee(order_id, FEE_WAIT_S)
         if found is None:
-            exchange = next(a.exchange for a in self.executor.accounts if a.name == account)
+            exchange = self._account(account).exchange
             try:
                 with request_priority(Priority.HOUSEKEEPING):
                     trades = await exchange.fetch_my_trades(symbol, None, None, {"orderId": order_id})
@@ -141,14 +145,30 @@ class LiveSession:
         return await self.executor.execute(signal, accounts=[primary])
 
     async def tick(self) -> None:
-        """Poll the brackets of accounts whose stream is down (every account without streams)."""
+        """Poll the brackets of accounts whose stream is down (every account without streams); read the flat,
+        quiet accounts that hold no snapshot (live/idle_account.py) so the next signal need not."""
         if self.streams is None:
             await self.executor.watcher.poll()
             return
         down = self.streams.down()
-        if down:
-            with request_priority(Priority.HOUSEKEEPING):
+        with request_priority(Priority.HOUSEKEEPING):
+            if down:
                 await self.executor.watcher.poll(accounts=down)
+            quiet = [a for a in self.executor.accounts
+                     if getattr(a.exchange, "idle", None) is not None and a.exchange.idle.wants_refresh()]
+            await asyncio.gather(*(self._refresh_idle(a) for a in quiet))
+
+    async def _refresh_idle(self, account: Account) -> None:
+        refresh = getattr(account.exchange, "refresh_idle_account", None)
+        if refresh is None:
+            return
+        try:
+            await refresh()
+        except Exception as exc:  # noqa: BLE001 — the next signal reads the account itself
+            log.info("%s: account not read ahead of the next signal: %s", account.name, type(exc).__name__)
+
+    def _account(self, name: str) -> Account:
+        return next(a for a in self.executor.accounts if a.name == name)
 
     def persist(self) -> None:
         return None

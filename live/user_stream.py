@@ -11,6 +11,8 @@ One :class:`UserStream` per account, on the account's own ``LiveExchange`` (a cc
 - ``watch_my_trades`` keeps each fill's real commission by order id (:meth:`UserStream.fee`);
 - ``ACCOUNT_UPDATE`` keeps the USDT wallet / cross-wallet balance and the positions it names, and
   ``ACCOUNT_CONFIG_UPDATE`` reports leverage changed outside the bot (``on_config``);
+- every event, and the stream going down or coming up, drops the account's kept ``/fapi/v3/account`` reply
+  (live/idle_account.py): a signal sizes from it only while the stream has said nothing since it was read;
 - when the connection drops the stream is marked down (the owner polls that account meanwhile), reconnects
   with a growing delay (``backoff``), and after every connection calls ``on_connect(account, first)`` so the
   owner can resync over REST what it missed.
@@ -77,6 +79,7 @@ class UserStream:
         self.state = AccountState()
         self.trades: dict[str, dict[str, dict]] = {}  # order id → trade id → ccxt trade
         self.connects = 0
+        self.resyncs = 0  # connections whose on_connect has finished
         self.down_since: float | None = self.clock.time()
         self.last_error = ""
         self.up = asyncio.Event()
@@ -86,6 +89,7 @@ class UserStream:
         self._task: asyncio.Task | None = None
         exchange.options.setdefault("watchPositions", {})["fetchPositionsSnapshot"] = False
         exchange.stream_hook = self._hook
+        self._idle = getattr(exchange, "idle", None)  # LiveExchange's IdleAccount (live/idle_account.py)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -100,6 +104,8 @@ class UserStream:
             self._task = None
         self.last_error = "stopped"
         self.up.clear()
+        if self._idle is not None:
+            self._idle.stream_changed(False)
         with contextlib.suppress(Exception):
             await self.exchange.close_ws_clients()
 
@@ -111,6 +117,11 @@ class UserStream:
         """Until the stream has connected ``count`` times in total (tests and start-up await this)."""
         async with self._changed:
             await self._changed.wait_for(lambda: self.connects >= count)
+
+    async def wait_resynced(self, count: int) -> None:
+        """Until ``on_connect`` has finished after ``count`` connections (the REST resync and read-ahead done)."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.resyncs >= count)
 
     async def _run(self) -> None:
         attempt = 0
@@ -166,6 +177,8 @@ class UserStream:
         was_down = self.down_since
         self.down_since = None
         self.gone.clear()
+        if self._idle is not None:
+            self._idle.stream_changed(True)
         self.up.set()
         async with self._changed:
             self._changed.notify_all()
@@ -179,6 +192,9 @@ class UserStream:
                 await self.on_connect(self.name, first)
             except Exception as exc:  # noqa: BLE001 — a failed resync is logged, the stream stays up
                 log.warning("📡 %s: resync after connecting failed: %s", self.name, type(exc).__name__)
+        self.resyncs += 1
+        async with self._changed:
+            self._changed.notify_all()
 
     def _down(self, reason: str) -> None:
         self.last_error = reason
@@ -189,6 +205,8 @@ class UserStream:
         if self.up.is_set():
             self.gone.set()
         self.up.clear()
+        if self._idle is not None:
+            self._idle.stream_changed(False)
 
     async def _pump(self, watch: Callable[[], Awaitable[list]], handle: Callable[[list], Awaitable[None]]) -> None:
         while True:
@@ -241,6 +259,8 @@ class UserStream:
         ``ACCOUNT_UPDATE`` unless a ccxt ``watch_balance`` / ``watch_positions`` waits for it. About 4 of a
         signal's 5 events per account, each ~0.3 ms of ccxt parsing and watch re-arming."""
         event = message.get("e")
+        if event is not None and self._idle is not None:
+            self._idle.event(account_update=event == "ACCOUNT_UPDATE")
         if event in _ORDER_EVENTS:
             order = message.get("o")
             return isinstance(order, dict) and order.get("X") == "NEW" and order.get("x", "NEW") == "NEW"
@@ -302,3 +322,12 @@ class UserStreams:
             for task in still:
                 task.cancel()
         return self.down()
+
+    async def wait_resynced(self, timeout_s: float) -> list[str]:
+        """Wait until every stream's first connection has been resynced (``on_connect`` done: brackets polled, the
+        balance read ahead) or ``timeout_s`` passes; returns the accounts not done."""
+        pending = {s.name: asyncio.ensure_future(s.wait_resynced(1)) for s in self.streams.values()}
+        _, still = await asyncio.wait(pending.values(), timeout=timeout_s)
+        for task in still:
+            task.cancel()
+        return [name for name, task in pending.items() if task in still]

@@ -125,6 +125,15 @@ class StandIn:
                 algo.update(algoStatus="CANCELED", updateTime=_now())
                 self._push_algo(acct, algo)
 
+    def deposit(self, name: str, amount: float) -> None:
+        """Out-of-band: USDT arrives in the account (a transfer from spot); pushed as ACCOUNT_UPDATE, reason DEPOSIT."""
+        acct = self.account(name)
+        acct.wallet += amount
+        acct.update_time = _now()
+        isolated = sum(x["isolatedWallet"] for x in acct.positions.values())
+        self.streams.push(acct.name, user_data.account_event(wallet=acct.wallet, cross=acct.wallet - isolated,
+                                                             positions=[], now=_now(), reason="DEPOSIT"))
+
     def close_position(self, name: str, sid: str) -> None:
         """Out-of-band: the account's position is closed at market (e.g. by hand in the app)."""
         acct = self.account(name)
