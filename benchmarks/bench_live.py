@@ -11,9 +11,8 @@ accounts, the journal on a fresh SQLite file, one weight budget, ccxt over HTTP,
 - start-up: ``build_live`` with flat accounts (load markets once, reconcile every account); then until every
   account's user-data stream is up (they connect in the background);
 - balance read ahead: once its stream is up the session reads each flat account's balance in the background
-  (live/idle_account.py), at housekeeping priority, so after start-up's weight (100 accounts: about a minute);
-  the signal waits until every account holds one and then 16 s more, as a signal arriving on quiet accounts
-  finds them: balances known, idle keep-alive connections closed (every size opens its own);
+  (live/idle_account.py, housekeeping priority: half of a minute's weight); the signal waits until every account
+  holds one, as a signal arriving on quiet accounts finds them;
 - signal: ``TradingService.handle`` of one BTCUSDT signal (every account: balance and positions from the read
   ahead, leverage brackets, margin mode, leverage, entry, stop, target; journaled);
 - weight: the IP weight the budget charged for that signal, per account (Binance's weights, live/weights.py);
@@ -53,7 +52,6 @@ SIGNAL = {"id": "bench-btc", "symbol": SYMBOL, "side": "LONG", "entry": 50_000.0
           "take_profit": 51_000.0}
 GUARD_S = 120  # a broken run gives up instead of hanging
 READ_AHEAD_GUARD_S = 300  # reading every account ahead runs at housekeeping priority: after start-up's weight
-QUIET_S = 16  # aiohttp closes keep-alive connections idle for 15 s: every size's signal opens its own
 
 
 # ------------------------------------------------------------------------------------------- stand-in process
@@ -141,9 +139,9 @@ async def measure(accounts: int, latency_s: float) -> dict[str, float]:
             down = await streams.wait_up(GUARD_S)  # in the background after start-up; the signal waits for them
             figures["streams_up_s"] = time.perf_counter() - t0
             figures["streams_down"] = len(down)
+            standin.fresh_minute()  # the read-ahead in a minute of its own too (housekeeping: half the minute)
             figures["read_ahead"] = await read_ahead(runtime)
             figures["read_ahead_s"] = time.perf_counter() - t0
-            await asyncio.sleep(QUIET_S)  # a signal on quiet accounts: idle keep-alive connections are closed by now
             standin.fresh_minute()
             try:
                 before = spent(runtime)

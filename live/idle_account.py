@@ -32,13 +32,18 @@ class IdleAccount:
         self.kept_replies = 0  # replies kept so far (tests, benchmarks)
         self._kept: tuple[int, int, dict] | None = None  # (events when asked, ms, raw reply)
         self._last_event_ms = 0
-        self._changed_ms = 0  # the last ACCOUNT_UPDATE, or the stream coming up
-        self._asked_ms: int | None = None  # the last read made for a snapshot
+        # positions in the order of events (``events`` counts): no two things happen at the same count
+        self._changed_at = 0  # the last ACCOUNT_UPDATE, or the stream coming up or going down
+        self._account_update_at = 0  # the last ACCOUNT_UPDATE
+        self._position_seen_at: int | None = None  # asked then, the last reply showed a position (None: none)
+        self._asked_at: int | None = None  # the last read made for a snapshot (None: none, or it must be redone)
+        self._asked_ms = 0
 
     def stream_changed(self, up: bool) -> None:
         """The user-data stream came up or went down: what was read before may miss events."""
         self.stream_up = up
-        self.event(account_update=True)
+        self.event()
+        self._changed_at = self.events
 
     def event(self, *, account_update: bool = False) -> None:
         """A user-data event arrived: the account may have changed, the kept reply is dropped."""
@@ -46,7 +51,7 @@ class IdleAccount:
         self._kept = None
         self._last_event_ms = self.now_ms()
         if account_update:
-            self._changed_ms = self._last_event_ms
+            self._changed_at = self._account_update_at = self.events
 
     def fresh(self) -> dict | None:
         """The kept reply while it is exact without asking again, else None (do not modify it: copy)."""
@@ -61,35 +66,44 @@ class IdleAccount:
 
     def keep(self, events: int, reply: Any) -> None:
         """A ``/fapi/v3/account`` reply asked when ``events`` events had been seen: kept if the stream was up all
-        along, nothing arrived since, and the account holds no position."""
-        if not self.stream_up or not isinstance(reply, dict):
-            return
-        if events != self.events:
-            self._asked_ms = None  # something arrived meanwhile: read again once the stream has settled
+        along, nothing arrived since, and the account holds no position. Any reply (the reconciliation's too)
+        tells whether the account holds a position: one that does is not read ahead until it changes."""
+        if not isinstance(reply, dict):
             return
         rows, assets = reply.get("positions"), reply.get("assets")
         if not isinstance(rows, list) or not isinstance(assets, list):
             return
         if any(_amount(row) != 0 for row in rows):
-            return  # a position: its profit, and so the available balance, moves with the price
+            self._position_seen_at = events  # its profit, and so the available balance, moves with the price
+            return
+        self._position_seen_at = None
+        if not self.stream_up:
+            return
+        if events != self.events:
+            self._asked_at = None  # something arrived meanwhile: read again once the stream has settled
+            return
         self._kept = (events, self.now_ms(), copy.deepcopy(reply))
         self.kept_replies += 1
 
     def asked(self) -> None:
         """A read for a snapshot is being made."""
+        self._asked_at = self.events
         self._asked_ms = self.now_ms()
 
-    def wants_refresh(self) -> bool:
+    def wants_refresh(self, *, settle: bool = True) -> bool:
         """Whether reading the account now could give the next signal a snapshot: the stream is up, none is held,
-        the stream has been quiet ``SETTLE_MS``, and the account has not been read for one since it last changed
-        (a held position is not read again until an ACCOUNT_UPDATE) or for ``MAX_AGE_MS``."""
+        the stream has been quiet ``SETTLE_MS`` (unless ``settle`` is False: just connected), the last reply
+        showed no position unless an ACCOUNT_UPDATE came since, and the account has not been read for a snapshot
+        since it last changed (an ACCOUNT_UPDATE or the stream coming up) or for ``MAX_AGE_MS``."""
         if not self.stream_up or self.fresh() is not None:
             return False
         now = self.now_ms()
-        if now - self._last_event_ms < SETTLE_MS:
+        if settle and now - self._last_event_ms < SETTLE_MS:
             return False
-        asked = self._asked_ms
-        return asked is None or asked < self._changed_ms or now - asked >= MAX_AGE_MS
+        if self._position_seen_at is not None and self._position_seen_at >= self._account_update_at:
+            return False  # still holding it: read when an ACCOUNT_UPDATE says it changed
+        asked = self._asked_at
+        return asked is None or asked < self._changed_at or now - self._asked_ms >= MAX_AGE_MS
 
 
 def _amount(row: Any) -> float:

@@ -99,7 +99,10 @@ class LiveSession:
         fills = await self.executor.watcher.poll(accounts=[account])
         if fills:
             log.info("📡 %s: resync found %d filled leg(s) the stream missed", account, fills)
-        await self._refresh_idle(self._account(account))
+        account_ = self._account(account)
+        idle = getattr(account_.exchange, "idle", None)
+        if idle is not None and idle.wants_refresh(settle=False):  # not an account known to hold a position
+            await self._refresh_idle(account_)
 
     async def entry_fee(self, account: str, symbol: str, order_id: str) -> float | None:
         """The commission of an entry's fills: from the stream's trade updates (waiting up to ``FEE_WAIT_S``), or

@@ -104,6 +104,21 @@ def test_a_refresh_waits_for_a_quiet_stream_and_a_held_position_is_not_read_agai
     assert idle.wants_refresh()
 
 
+def test_the_reconciliations_read_before_the_stream_decides_whether_the_account_is_read_ahead_on_connect():
+    holding = IdleAccount(Clock())
+    holding.keep(holding.events, HOLDING)  # read before the stream was up: not kept, but a position is known
+    holding.stream_changed(True)
+    assert holding.fresh() is None and not holding.wants_refresh(settle=False)
+    holding.event(account_update=True)  # it changed (closed, perhaps)
+    holding.now_ms.ms += idle_account.SETTLE_MS
+    assert holding.wants_refresh()
+    flat = IdleAccount(Clock())
+    flat.keep(flat.events, FLAT)
+    flat.stream_changed(True)
+    assert flat.fresh() is None  # read before the stream: events may have been missed
+    assert flat.wants_refresh(settle=False)
+
+
 # ---------------------------------------------------------------------------------- against the stand-in
 def balance_reads(rig, account: str | None = None) -> int:
     return sum(1 for e in rig.standin.log
