@@ -11,8 +11,9 @@ accounts, the journal on a fresh SQLite file, one weight budget, ccxt over HTTP,
 - start-up: ``build_live`` with flat accounts (load markets once, reconcile every account); then until every
   account's user-data stream is up (they connect in the background);
 - balance read ahead: once its stream is up the session reads each flat account's balance in the background
-  (live/idle_account.py, housekeeping priority: half of a minute's weight); the signal waits until every account
-  holds one, as a signal arriving on quiet accounts finds them;
+  (live/idle_account.py, housekeeping priority: half of a minute's weight, so 100 accounts wait for the next
+  minute after start-up's); the signal waits until every account holds one, then 16 s more: a signal arriving
+  on quiet accounts finds their balances read and their idle keep-alive connections closed (each size alike);
 - signal: ``TradingService.handle`` of one BTCUSDT signal (every account: balance and positions from the read
   ahead, leverage brackets, margin mode, leverage, entry, stop, target; journaled);
 - weight: the IP weight the budget charged for that signal, per account (Binance's weights, live/weights.py);
@@ -51,6 +52,7 @@ SYMBOL = "BTCUSDT"
 SIGNAL = {"id": "bench-btc", "symbol": SYMBOL, "side": "LONG", "entry": 50_000.0, "stop_loss": 49_500.0,
           "take_profit": 51_000.0}
 GUARD_S = 120  # a broken run gives up instead of hanging
+QUIET_S = 16  # aiohttp closes a connection idle for 15 s: every size's signal opens its connections afresh
 READ_AHEAD_GUARD_S = 300  # reading every account ahead runs at housekeeping priority: after start-up's weight
 
 
@@ -142,6 +144,7 @@ async def measure(accounts: int, latency_s: float) -> dict[str, float]:
             standin.fresh_minute()  # the read-ahead in a minute of its own too (housekeeping: half the minute)
             figures["read_ahead"] = await read_ahead(runtime)
             figures["read_ahead_s"] = time.perf_counter() - t0
+            await asyncio.sleep(QUIET_S)  # quiet accounts: keep-alive connections closed, as for a real signal
             standin.fresh_minute()
             try:
                 before = spent(runtime)
