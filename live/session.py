@@ -60,6 +60,7 @@ class LiveSession:
         self.reconcile = reconcile
         self.unprotected = unprotected
         self.streams: UserStreams | None = None
+        self._reading: dict[str, asyncio.Task] = {}  # accounts being read ahead by tick(), in the background
         if streams:
             self.streams = UserStreams(UserStream(a.name, a.exchange, on_order=self._on_order,
                                                   on_connect=self._on_connect, on_config=self._on_config)
@@ -79,7 +80,10 @@ class LiveSession:
                 self.executor.journal = _FillFees(self.executor.journal, self)
 
     async def close(self) -> None:
-        """Stop the user-data streams (the exchanges are closed by whoever opened them)."""
+        """Stop the reads ahead and the user-data streams (the exchanges are closed by whoever opened them)."""
+        for task in list(self._reading.values()):
+            task.cancel()
+        await asyncio.gather(*list(self._reading.values()), return_exceptions=True)
         if self.streams is not None:
             await self.streams.stop()
 
@@ -157,9 +161,24 @@ class LiveSession:
         with request_priority(Priority.HOUSEKEEPING):
             if down:
                 await self.executor.watcher.poll(accounts=down)
-            quiet = [a for a in self.executor.accounts
-                     if getattr(a.exchange, "idle", None) is not None and a.exchange.idle.wants_refresh()]
-            await asyncio.gather(*(self._refresh_idle(a) for a in quiet))
+            self._read_ahead_quiet()
+
+    def _read_ahead_quiet(self) -> None:
+        """Start reading the quiet accounts that want it, in the background: the tick (which holds the service's
+        lock) never waits for them, so a signal is not held up by reads queued for the budget's housekeeping."""
+        loop = asyncio.get_running_loop()
+        for account in self.executor.accounts:
+            idle = getattr(account.exchange, "idle", None)
+            if idle is None or account.name in self._reading or not idle.wants_refresh():
+                continue
+            task = loop.create_task(self._refresh_idle(account), name=f"read ahead {account.name}")
+            self._reading[account.name] = task
+            task.add_done_callback(lambda _, name=account.name: self._reading.pop(name, None))
+
+    async def reads_ahead_done(self) -> None:
+        """Until the reads ahead started so far have finished (tests, benchmarks)."""
+        while self._reading:
+            await asyncio.gather(*list(self._reading.values()), return_exceptions=True)
 
     async def _refresh_idle(self, account: Account) -> None:
         refresh = getattr(account.exchange, "refresh_idle_account", None)

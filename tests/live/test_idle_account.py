@@ -218,16 +218,47 @@ async def test_after_a_position_closes_the_tick_reads_the_account_once_it_has_se
             clock.ms += idle_account.SETTLE_MS
             reads = balance_reads(rig)
             await session.tick()  # holding a position: read once, nothing kept ...
+            await session.reads_ahead_done()
             clock.ms += idle_account.SETTLE_MS
             await session.tick()  # ... and not read again while it is held
+            await session.reads_ahead_done()
             assert balance_reads(rig) == reads + 1 and idle.fresh() is None
             rig.standin.set_price(SYMBOL_ID, 51_000.0)  # the take-profit fills, the stop is cancelled
             await wait_for(lambda: executor.watcher.cancelled_siblings == 1)
             await all_events_seen()
             await session.tick()  # not settled yet: nothing read
+            await session.reads_ahead_done()
             assert balance_reads(rig) == reads + 1
             clock.ms += idle_account.SETTLE_MS
             await session.tick()
+            await session.reads_ahead_done()
             assert balance_reads(rig) == reads + 2 and idle.fresh() is not None
         finally:
             await session.close()
+
+
+async def test_a_read_ahead_stuck_in_the_budget_holds_up_neither_the_tick_nor_a_signal():
+    async with live_rig([1000.0]) as rig:
+        executor, session = await started(rig)
+        exchange = rig.exchange("Account 1")
+        clock = Clock()
+        clock.ms = exchange.milliseconds()
+        exchange.idle.now_ms = clock
+        queued = asyncio.Event()
+
+        async def waiting_for_housekeeping_weight() -> bool:
+            queued.set()
+            await asyncio.Event().wait()  # never admitted (the minute's housekeeping share is spent)
+            return False
+
+        exchange.refresh_idle_account = waiting_for_housekeeping_weight
+        try:
+            exchange.idle.event(account_update=True)  # a change, then quiet
+            clock.ms += idle_account.SETTLE_MS
+            async with asyncio.timeout(GUARD_S):
+                await session.tick()  # returns at once: the read waits in the background
+                await queued.wait()
+                (result,) = (await executor.execute(parse_signal(dict(SEED_SIGNAL)))).results
+            assert result.status == "success"  # sized from its own read
+        finally:
+            await session.close()  # the stuck read is cancelled
