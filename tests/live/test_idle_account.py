@@ -125,6 +125,14 @@ def balance_reads(rig, account: str | None = None) -> int:
                if e[1:3] == ("GET", "/fapi/v3/account") and (account is None or e[0] == account))
 
 
+def moved_by_the_test(exchange) -> Clock:
+    """The read-ahead's clock of ``exchange`` replaced by one the test moves, starting at the exchange's time."""
+    clock = Clock()
+    clock.ms = exchange.milliseconds()
+    exchange.idle.now_ms = clock
+    return clock
+
+
 async def wait_for(condition) -> None:
     """Until ``condition()`` holds (it is checked after each turn of the event loop; GUARD_S is never waited out)."""
     async with asyncio.timeout(GUARD_S):
@@ -200,9 +208,7 @@ async def test_after_a_position_closes_the_tick_reads_the_account_once_it_has_se
         executor, session = await started(rig)
         exchange = rig.exchange("Account 1")
         idle = exchange.idle
-        clock = Clock()
-        clock.ms = exchange.milliseconds()
-        idle.now_ms = clock
+        clock = moved_by_the_test(exchange)
         marks = iter(range(2, 100))
 
         async def all_events_seen() -> None:
@@ -241,9 +247,7 @@ async def test_a_read_ahead_stuck_in_the_budget_holds_up_neither_the_tick_nor_a_
     async with live_rig([1000.0]) as rig:
         executor, session = await started(rig)
         exchange = rig.exchange("Account 1")
-        clock = Clock()
-        clock.ms = exchange.milliseconds()
-        exchange.idle.now_ms = clock
+        clock = moved_by_the_test(exchange)
         queued = asyncio.Event()
 
         async def waiting_for_housekeeping_weight() -> bool:
