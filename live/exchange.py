@@ -203,12 +203,11 @@ class LiveExchange(ccxt_pro.binanceusdm):
                     _ticket.reset(token)
         raise AssertionError("unreachable")
 
-    async def refresh_idle_account(self) -> bool:
-        """Read ``/fapi/v3/account`` (weight 5) so that the next signal need not; True if a snapshot is now held
-        (live/idle_account.py)."""
+    async def refresh_idle_account(self) -> None:
+        """Read ``/fapi/v3/account`` (weight 5) so that the next signal need not (kept if the account is flat and
+        quiet: live/idle_account.py)."""
         self.idle.asked()
         await self.fapiPrivateV3GetAccount()
-        return self.idle.fresh() is not None
 
     async def fetch_balance(self, params: dict | None = None) -> Any:
         balance = await super().fetch_balance(params or {})

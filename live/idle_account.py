@@ -29,7 +29,6 @@ class IdleAccount:
         self.now_ms = now_ms
         self.stream_up = False
         self.events = 0  # user-data events seen, and stream ups / downs
-        self.kept_replies = 0  # replies kept so far (tests, benchmarks)
         self._kept: tuple[int, int, dict] | None = None  # (events when asked, ms, raw reply)
         self._last_event_ms = 0
         # positions in the order of events (``events`` counts): no two things happen at the same count
@@ -83,7 +82,6 @@ class IdleAccount:
             self._asked_at = None  # something arrived meanwhile: read again once the stream has settled
             return
         self._kept = (events, self.now_ms(), copy.deepcopy(reply))
-        self.kept_replies += 1
 
     def asked(self) -> None:
         """A read for a snapshot is being made."""

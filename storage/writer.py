@@ -77,7 +77,7 @@ class GroupWriter:
             for item in batch:
                 self._commit_one(item)
             return
-        _resolve_batch([(loop, future, result) for (_, loop, future), result in zip(batch, results, strict=True)])
+        _resolve([(loop, future, result, None) for (_, loop, future), result in zip(batch, results, strict=True)])
 
     def _commit_one(self, item: tuple[Write, asyncio.AbstractEventLoop, asyncio.Future]) -> None:
         write, loop, future = item
@@ -86,9 +86,9 @@ class GroupWriter:
                 result = write(conn)
             self.commits += 1
         except Exception as exc:  # noqa: BLE001 — handed to the caller
-            _resolve(loop, future, None, exc)
+            _resolve([(loop, future, None, exc)])
             return
-        _resolve(loop, future, result, None)
+        _resolve([(loop, future, result, None)])
 
     def close(self) -> None:
         """Commit what is queued, then stop the thread."""
@@ -99,15 +99,23 @@ class GroupWriter:
             thread.join()
 
 
-def _resolve_batch(outcomes: list[tuple[asyncio.AbstractEventLoop, asyncio.Future, Any]]) -> None:
-    """Wake each event loop once for a committed batch (not once per write: each wake-up is a self-pipe write)."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future, Any]]] = {}
-    for loop, future, result in outcomes:
-        by_loop.setdefault(loop, []).append((future, result))
+Outcome = tuple[asyncio.AbstractEventLoop, asyncio.Future, Any, BaseException | None]  # loop, future, result, error
 
-    def settle(settled: list[tuple[asyncio.Future, Any]]) -> None:
-        for future, result in settled:
-            if not future.done():
+
+def _resolve(outcomes: list[Outcome]) -> None:
+    """Settle the waiting futures, waking each event loop once (not once per write: each wake-up is a self-pipe
+    write)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[Outcome]] = {}
+    for outcome in outcomes:
+        by_loop.setdefault(outcome[0], []).append(outcome)
+
+    def settle(settled: list[Outcome]) -> None:
+        for _, future, result, error in settled:
+            if future.done():
+                continue
+            if error is not None:
+                future.set_exception(error)
+            else:
                 future.set_result(result)
 
     for loop, settled in by_loop.items():
@@ -115,18 +123,3 @@ def _resolve_batch(outcomes: list[tuple[asyncio.AbstractEventLoop, asyncio.Futur
             loop.call_soon_threadsafe(settle, settled)
         except RuntimeError:  # the loop is closed: nobody waits any more
             log.debug("journal writes finished after their event loop closed")
-
-
-def _resolve(loop: asyncio.AbstractEventLoop, future: asyncio.Future, result: Any, error: BaseException | None) -> None:
-    def done() -> None:
-        if future.done():
-            return
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(result)
-
-    try:
-        loop.call_soon_threadsafe(done)
-    except RuntimeError:  # the loop is closed: nobody waits any more
-        log.debug("journal write finished after its event loop closed")

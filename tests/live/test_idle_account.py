@@ -193,9 +193,7 @@ async def test_with_the_stream_down_the_balance_is_asked():
         executor, session = await started(rig)
         one = session.streams.get("Account 1")
         try:
-            rig.standin.streams.block(True)
-            rig.standin.streams.cut("Account 1")
-            await asyncio.wait_for(one.gone.wait(), GUARD_S)
+            await rig.cut_stream(one)
             reads = balance_reads(rig)
             (result,) = (await executor.execute(parse_signal(dict(SEED_SIGNAL)))).results
             assert balance_reads(rig) == reads + 1 and result.status == "success"

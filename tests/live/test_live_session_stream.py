@@ -63,9 +63,7 @@ async def test_a_cut_stream_is_polled_alone_comes_back_by_itself_and_resyncs():
         one = session.streams.get("Account 1")
         one.backoff = (0.01, 0.05)
         try:
-            rig.standin.streams.block(True)  # Account 1's stream drops and cannot reconnect yet
-            rig.standin.streams.cut("Account 1")
-            await asyncio.wait_for(one.gone.wait(), GUARD_S)
+            await rig.cut_stream(one)  # Account 1's stream drops and cannot reconnect yet
             assert session.streams.down() == ["Account 1"]
             await session.tick()  # one polling round, only for the account whose stream is down
             assert polls(rig, "Account 1") == 1 and polls(rig, "Account 2") == 0
@@ -85,9 +83,7 @@ async def test_a_fill_missed_while_the_stream_was_down_is_found_by_the_resync():
         one = session.streams.get("Account 1")
         one.backoff = (0.01, 0.05)
         try:
-            rig.standin.streams.block(True)
-            rig.standin.streams.cut("Account 1")
-            await asyncio.wait_for(one.gone.wait(), GUARD_S)
+            await rig.cut_stream(one)
             rig.standin.set_price(SYMBOL_ID, 51_000.0)  # filled while nobody listens: the event is lost
             assert algo_status(rig, "Account 1", "STOP_MARKET") == "NEW"
             rig.standin.streams.block(False)
@@ -135,9 +131,7 @@ async def test_with_the_stream_down_the_entry_fee_is_asked_over_rest():
         one = session.streams.get("Account 1")
         try:
             await asyncio.wait_for(one.up.wait(), GUARD_S)
-            rig.standin.streams.block(True)
-            rig.standin.streams.cut("Account 1")
-            await asyncio.wait_for(one.gone.wait(), GUARD_S)
+            await rig.cut_stream(one)
             (result,) = (await executor.execute(parse_signal(dict(SEED_SIGNAL)))).results
             assert result.fee == pytest.approx(0.008 * 50_000 * 0.0005)
             (asked,) = [e for e in rig.standin.log if e[2] == "/fapi/v1/userTrades"]

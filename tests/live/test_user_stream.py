@@ -94,9 +94,7 @@ async def test_with_the_stream_cut_polling_cancels_the_sibling_and_the_stream_co
         stream.start()
         try:
             await asyncio.wait_for(stream.up.wait(), GUARD_S)
-            rig.standin.streams.block(True)
-            rig.standin.streams.cut("Account 1")
-            await asyncio.wait_for(stream.gone.wait(), GUARD_S)
+            await rig.cut_stream(stream)
             rig.standin.set_price(SYMBOL_ID, 51_000.0)  # filled while nobody listens: the event is lost
             assert await executor.watcher.poll() == 1  # one polling round finds it
             assert algo_status(rig, "Account 1", "STOP_MARKET") == "CANCELED"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -42,6 +43,13 @@ class Rig:
 
     def exchange(self, name: str) -> Any:
         return next(a.exchange for a in self.accounts if a.name == name)
+
+    async def cut_stream(self, stream: Any, timeout_s: float = 20.0) -> None:
+        """Drop ``stream``'s connection and refuse new ones (until ``standin.streams.block(False)``); returns once
+        the stream knows it is down (``timeout_s`` only bounds a broken test)."""
+        self.standin.streams.block(True)
+        self.standin.streams.cut(stream.name)
+        await asyncio.wait_for(stream.gone.wait(), timeout_s)
 
 
 @contextlib.asynccontextmanager
